@@ -1,0 +1,68 @@
+"""Shared logic of ``tools/train.py`` and ``tools/test.py``."""
+import os.path as osp
+import warnings
+
+from mmengine.config import Config
+
+
+def load_config(path, cfg_options=None):
+    """Load a config file and merge ``--cfg-options`` into it.
+
+    Raises:
+        FileNotFoundError: the config file does not exist.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'config file {path!r} does not exist; configs live under '
+            f"{osp.join(osp.dirname(osp.dirname(__file__)), '..', 'configs')}")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def host_of(cfg):
+    """``'mmdet'``, ``'mmpretrain'`` or ``'mmengine'``: whose config it is."""
+    scope = cfg.get('default_scope', None) or 'mmengine'
+    return scope
+
+
+def apply_common_args(cfg, args):
+    """Launcher and work dir, the same for training and testing."""
+    cfg.launcher = args.launcher
+    if getattr(args, 'work_dir', None) is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(cfg.filename))[0])
+    return cfg
+
+
+def enable_amp(cfg):
+    """Switch the optimizer wrapper to AMP; warns and skips without a GPU."""
+    import torch
+    if not torch.cuda.is_available():
+        warnings.warn('--amp needs a GPU (mmengine AmpOptimWrapper uses '
+                      'torch.cuda.amp); no GPU here, so training runs in '
+                      'float32.')
+        return cfg
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper == 'AmpOptimWrapper':
+        return cfg
+    if optim_wrapper not in ('OptimWrapper', 'mmengine.OptimWrapper'):
+        raise ValueError(
+            f'--amp only replaces OptimWrapper, but the config uses '
+            f'optim_wrapper.type={optim_wrapper!r}; set AmpOptimWrapper in '
+            'the config instead.')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg
+
+
+def build_runner(cfg):
+    """Build the runner the config asks for (``runner_type``) or mmengine's."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
