@@ -21,7 +21,9 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import Registry
 
-_MODEL_LOCATIONS = ['mmlt.models', 'mmlt.integrations.mmdet']
+_MODEL_LOCATIONS = [
+    'mmlt.models', 'mmlt.integrations.mmpretrain', 'mmlt.integrations.mmdet'
+]
 
 #: Losses, heads, necks, classifiers, data preprocessors, the vMF estimator.
 MODELS = Registry(

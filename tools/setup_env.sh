@@ -53,7 +53,7 @@ PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
 
 say "installing torch $TORCH_VERSION, torchvision $TORCHVISION_VERSION, setuptools $SETUPTOOLS_VERSION"
 "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
-    "setuptools==$SETUPTOOLS_VERSION" wheel numpy
+    "setuptools==$SETUPTOOLS_VERSION" wheel numpy ninja
 
 # mmcv with compiled ops: from the wheel cache, or built once and cached.
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then

@@ -1,0 +1,34 @@
+# Runtime shared by mmlt's classification configs (MMPretrain host).
+default_scope = 'mmpretrain'
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='VisualizationHook', enable=False),
+)
+
+# ClassCountsHook gives the training class counts to the losses (logit
+# adjustment prior) and metrics; VMFWindowHook advances ProCo's two-epoch
+# estimator window. Both are no-ops for models that do not need them.
+custom_hooks = [
+    dict(type='mmlt.ClassCountsHook'),
+    dict(type='mmlt.VMFWindowHook'),
+]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # mmlt falls back to gloo when CUDA is not available
+    dist_cfg=dict(backend='nccl'),
+)
+
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,313 @@
+"""Common pieces of the long-tailed classification datasets.
+
+* :func:`make_lt_counts`: the per-class image counts of an exponential or step
+  long-tail profile (Cui et al., CVPR 2019; Cao et al., "LDAM-DRW",
+  NeurIPS 2019).
+* :func:`make_lt_indices`: which images of a balanced training set make up the
+  long-tailed subset (the LDAM-DRW selection with a numpy seed).
+* :func:`get_dataset_labels`: the label of every index of a dataset, unwrapping
+  MMEngine's ``ConcatDataset`` / ``RepeatDataset`` / ``ClassBalancedDataset``.
+* :class:`LongTailDataset`: an :class:`mmengine.dataset.BaseDataset` with the
+  single-label protocol that mmlt's samplers, heads and metrics read:
+  ``get_cat_ids(idx) -> [label]``, ``get_gt_labels()`` and ``class_counts``.
+"""
+from typing import List, Optional, Sequence
+
+import numpy as np
+from mmengine.dataset import BaseDataset, force_full_init
+
+DATA_PREPARATION_DOC = 'docs/data_preparation.md'
+
+
+class DatasetFilesNotFoundError(FileNotFoundError):
+    """Raised once when a dataset's annotation file, data root or image files
+    are missing or unreadable; the message lists what is missing and points to
+    ``docs/data_preparation.md``."""
+
+
+def make_lt_counts(n_max: int,
+                   num_classes: int,
+                   imb_factor: float,
+                   imb_type: str = 'exp',
+                   head_fraction: float = 0.5) -> List[int]:
+    """Per-class image counts of a long-tail profile, largest class first.
+
+    ``exp`` (Cui et al. 2019, the CIFAR-LT construction of LDAM-DRW):
+    ``n_i = int(n_max * (1 / IF) ** (i / (C - 1)))`` for rank ``i = 0..C-1``,
+    so the head class has ``n_max`` and the tail class ``n_max / IF`` images.
+    ``step`` (Buda et al. 2018): the first ``int(C * head_fraction)`` classes
+    have ``n_max`` images, the others ``int(n_max / IF)``.
+
+    Example: ``make_lt_counts(500, 100, 100)`` sums to 10,847 (CIFAR-100-LT),
+    ``make_lt_counts(5000, 10, 100)`` to 12,406 (CIFAR-10-LT) and
+    ``make_lt_counts(1000, 10, 100)`` is ``[1000, 599, 359, 215, 129, 77, 46,
+    27, 16, 10]``.
+
+    Args:
+        n_max (int): Number of images of the largest class.
+        num_classes (int): Number of classes C.
+        imb_factor (float): Imbalance factor IF = n_max / n_min, >= 1.
+        imb_type (str): ``'exp'`` or ``'step'``. Defaults to ``'exp'``.
+        head_fraction (float): Fraction of classes that keep ``n_max`` images
+            in the ``'step'`` profile. Defaults to 0.5.
+
+    Returns:
+        list[int]: ``counts[i]`` is the number of images of the class of rank
+        ``i`` (rank 0 = the largest class).
+    """
+    if int(n_max) != n_max or n_max < 1:
+        raise ValueError(f'n_max must be a positive integer, got {n_max!r}')
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(
+            f'num_classes must be a positive integer, got {num_classes!r}')
+    if not imb_factor >= 1:
+        raise ValueError(f'imb_factor must be >= 1, got {imb_factor!r}')
+    n_max, num_classes = int(n_max), int(num_classes)
+    # Written as (1 / IF) ** (i / (C - 1.0)), the exact floating-point form of
+    # the LDAM-DRW construction, so that int() truncates identically.
+    tail_ratio = 1.0 / imb_factor
+    if imb_type == 'exp':
+        if num_classes == 1:
+            counts = [n_max]
+        else:
+            counts = [
+                int(n_max * tail_ratio**(rank / (num_classes - 1.0)))
+                for rank in range(num_classes)
+            ]
+    elif imb_type == 'step':
+        if not 0 <= head_fraction <= 1:
+            raise ValueError(
+                f'head_fraction must be in [0, 1], got {head_fraction!r}')
+        num_head = int(num_classes * head_fraction)
+        counts = [n_max] * num_head + [int(n_max * tail_ratio)] * (
+            num_classes - num_head)
+    else:
+        raise ValueError(
+            f"imb_type must be 'exp' or 'step', got {imb_type!r}")
+    if min(counts) < 1:
+        raise ValueError(
+            f'n_max={n_max} with imb_factor={imb_factor} leaves a class '
+            f'with no images (counts {counts}); use a larger n_max or a '
+            'smaller imb_factor')
+    return counts
+
+
+def check_class_order(class_order: Optional[Sequence[int]],
+                      num_classes: int) -> List[int]:
+    """Validate a class permutation; ``None`` means label order.
+
+    Args:
+        class_order (Sequence[int], optional): ``class_order[r]`` is the label
+            that gets the ``r``-th largest count.
+        num_classes (int): Number of classes.
+
+    Returns:
+        list[int]: The permutation.
+    """
+    if class_order is None:
+        return list(range(num_classes))
+    order = [int(c) for c in class_order]
+    if sorted(order) != list(range(num_classes)):
+        raise ValueError(
+            f'class_order must be a permutation of range({num_classes}), '
+            f'got {list(class_order)}')
+    return order
+
+
+def make_lt_indices(labels: Sequence[int],
+                    counts: Sequence[int],
+                    class_order: Optional[Sequence[int]] = None,
+                    seed: int = 0) -> np.ndarray:
+    """Indices of the long-tailed subset of a (balanced) labelled set.
+
+    The LDAM-DRW selection: with a numpy random state seeded by ``seed``,
+    classes are visited in label order; for each class ``c`` the indices of
+    its images (in dataset order) are shuffled and the first ``n_c`` kept.
+    ``n_c = counts[r]`` where ``class_order[r] == c``. A private
+    ``np.random.RandomState(seed)`` draws exactly what ``np.random.seed(seed)``
+    followed by ``np.random.shuffle`` draws, without touching global state.
+
+    Args:
+        labels (Sequence[int]): Label of every image of the full set.
+        counts (Sequence[int]): Counts by rank, e.g. from
+            :func:`make_lt_counts`; ``len(counts)`` is the number of classes.
+        class_order (Sequence[int], optional): ``class_order[r]`` is the label
+            that receives ``counts[r]`` images. Defaults to None (label order:
+            class 0 is the largest).
+        seed (int): Seed of the selection. Defaults to 0.
+
+    Returns:
+        np.ndarray: Selected indices (int64), grouped by class in label order.
+    """
+    labels = np.asarray(labels)
+    num_classes = len(counts)
+    order = check_class_order(class_order, num_classes)
+    count_of_label = np.empty(num_classes, dtype=np.int64)
+    count_of_label[order] = np.asarray(counts, dtype=np.int64)
+    rng = np.random.RandomState(seed)
+    selected = []
+    for label in range(num_classes):
+        class_indices = np.where(labels == label)[0]
+        if len(class_indices) < count_of_label[label]:
+            raise ValueError(
+                f'class {label} has {len(class_indices)} images but the '
+                f'long-tail profile asks for {count_of_label[label]}; '
+                'lower n_max')
+        rng.shuffle(class_indices)
+        selected.append(class_indices[:count_of_label[label]])
+    return np.concatenate(selected).astype(np.int64)
+
+
+def get_dataset_labels(dataset) -> np.ndarray:
+    """The single label of every index of ``dataset``.
+
+    Unwraps MMEngine's ``ConcatDataset`` (concatenation), ``RepeatDataset``
+    (index ``i`` -> ``i % len(inner)``), ``ClassBalancedDataset`` (index ``i``
+    -> ``repeat_indices[i]``) and torch's ``Subset``; reads ``get_gt_labels()``
+    when the dataset has it, and falls back to ``get_cat_ids(idx)`` per index.
+
+    Args:
+        dataset: A dataset with ``get_gt_labels`` or ``get_cat_ids``, possibly
+            wrapped.
+
+    Returns:
+        np.ndarray: Labels (int64), shape ``(len(dataset),)``.
+    """
+    # Imported here so that a missing wrapper in some mmengine version does
+    # not break the import of this module.
+    from mmengine.dataset import (ClassBalancedDataset, ConcatDataset,
+                                  RepeatDataset)
+    from torch.utils.data import ConcatDataset as TorchConcatDataset
+    from torch.utils.data import Subset
+
+    if isinstance(dataset, (ConcatDataset, TorchConcatDataset)):
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()
+        parts = [get_dataset_labels(d) for d in dataset.datasets]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if isinstance(dataset, RepeatDataset):
+        dataset.full_init()
+        return np.tile(get_dataset_labels(dataset.dataset), dataset.times)
+    if isinstance(dataset, ClassBalancedDataset):
+        dataset.full_init()
+        inner = get_dataset_labels(dataset.dataset)
+        return inner[np.asarray(dataset.repeat_indices, dtype=np.int64)]
+    if isinstance(dataset, Subset):
+        inner = get_dataset_labels(dataset.dataset)
+        return inner[np.asarray(dataset.indices, dtype=np.int64)]
+    if hasattr(dataset, 'get_gt_labels'):
+        labels = np.asarray(dataset.get_gt_labels())
+        if labels.ndim == 1 and len(labels) == len(dataset):
+            return labels.astype(np.int64)
+    if not hasattr(dataset, 'get_cat_ids'):
+        raise ValueError(
+            f'{type(dataset).__name__} has neither get_gt_labels() nor '
+            'get_cat_ids(idx); class-aware sampling needs one label per index')
+    labels = np.empty(len(dataset), dtype=np.int64)
+    for idx in range(len(dataset)):
+        cat_ids = list(dataset.get_cat_ids(idx))
+        if len(cat_ids) != 1:
+            raise ValueError(
+                f'{type(dataset).__name__}.get_cat_ids({idx}) returned '
+                f'{cat_ids}; expected exactly one label per image')
+        labels[idx] = int(cat_ids[0])
+    return labels
+
+
+class LongTailDataset(BaseDataset):
+    """Base of mmlt's single-label classification datasets.
+
+    Subclasses implement ``load_data_list`` returning dicts with ``gt_label``
+    (int) and either ``img`` (in-memory uint8 array, HxW or HxWx3) or
+    ``img_path``; ``metainfo['classes']`` names the classes. This base adds
+    the protocol that mmlt's samplers, heads and :class:`LongTailAccuracy`
+    read, and which MMPretrain's ``BaseDataset`` also offers:
+
+    * ``get_cat_ids(idx)`` -> ``[label]``;
+    * ``get_gt_labels()`` -> ``np.ndarray`` of all labels;
+    * ``class_counts`` -> ``np.ndarray`` of per-class counts of this split
+      (length ``num_classes``; the training counts on a training split).
+
+    Labels are read from the data list once and cached.
+    """
+
+    _gt_labels_cache: Optional[np.ndarray] = None
+
+    @property
+    def num_classes(self) -> int:
+        """int: Number of classes, ``len(metainfo['classes'])``."""
+        return len(self._metainfo['classes'])
+
+    @force_full_init
+    def get_gt_labels(self) -> np.ndarray:
+        """All ground-truth labels.
+
+        Returns:
+            np.ndarray: Labels (int64), shape ``(len(self),)``.
+        """
+        return self._cached_labels().copy()
+
+    @force_full_init
+    def get_cat_ids(self, idx: int) -> List[int]:
+        """The label of one image, as MMEngine's dataset wrappers expect.
+
+        Args:
+            idx (int): Index of the image.
+
+        Returns:
+            list[int]: ``[label]``.
+        """
+        return [int(self._cached_labels()[idx])]
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """np.ndarray: Number of images of each class in this split (int64,
+        length ``num_classes``)."""
+        return np.bincount(
+            self.get_gt_labels(), minlength=self.num_classes).astype(np.int64)
+
+    def _cached_labels(self) -> np.ndarray:
+        # Wrappers such as ClassBalancedDataset call get_cat_ids for every
+        # index: read all labels once instead of deserialising per call.
+        if self._gt_labels_cache is None:
+            self._gt_labels_cache = np.array(
+                [self._raw_label(i) for i in range(len(self))],
+                dtype=np.int64)
+        return self._gt_labels_cache
+
+    def _raw_label(self, idx: int) -> int:
+        # get_data_info deserialises one entry; it is only read for labels
+        # once, then the cache answers.
+        return int(self.get_data_info(idx)['gt_label'])
+
+    def get_subset_(self, indices) -> None:
+        """See :meth:`mmengine.dataset.BaseDataset.get_subset_`; also drops
+        the cached labels."""
+        super().get_subset_(indices)
+        self._gt_labels_cache = None
+
+    def get_subset(self, indices) -> 'LongTailDataset':
+        """See :meth:`mmengine.dataset.BaseDataset.get_subset`; the subset
+        recomputes its labels."""
+        subset = super().get_subset(indices)
+        subset._gt_labels_cache = None
+        return subset
+
+    def _check_labels(self, labels: np.ndarray, source: str) -> None:
+        """Raise ValueError if a label is outside ``[0, num_classes)``."""
+        if len(labels) == 0:
+            return
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            raise ValueError(
+                f'{type(self).__name__}: labels in {source} must lie in '
+                f'[0, {self.num_classes}) ({self.num_classes} classes), found '
+                f'{sorted(set(bad.tolist()))[:5]} (min {labels.min()}, max '
+                f'{labels.max()})')
+
+
+__all__ = [
+    'DatasetFilesNotFoundError', 'make_lt_counts', 'make_lt_indices',
+    'check_class_order', 'get_dataset_labels', 'LongTailDataset',
+    'DATA_PREPARATION_DOC'
+]

@@ -1,0 +1,4 @@
+from .class_aware_sampler import (ClassAwareSampler,  # noqa: F401
+                                  ClassWeightedSampler,
+                                  ProgressivelyBalancedSampler,
+                                  SquareRootSampler)

@@ -1,0 +1,8 @@
+from .class_counts_hook import ClassCountsHook, dataset_class_counts
+from .vmf_window_hook import VMFWindowHook
+from .prototype_clustering_hook import PrototypeClusteringHook
+
+__all__ = [
+    'ClassCountsHook', 'dataset_class_counts', 'VMFWindowHook',
+    'PrototypeClusteringHook'
+]

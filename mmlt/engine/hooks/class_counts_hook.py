@@ -1,0 +1,158 @@
+"""Hand the training set's per-class counts to every module that needs them."""
+from typing import Optional, Sequence
+
+import numpy as np
+from mmengine.hooks import Hook
+
+from mmlt.registry import HOOKS
+
+
+def unwrap_dataset(dataset):
+    """Yield the leaf datasets of mmengine/torch dataset wrappers."""
+    if hasattr(dataset, 'datasets'):  # ConcatDataset
+        for child in dataset.datasets:
+            yield from unwrap_dataset(child)
+    elif hasattr(dataset, 'dataset'):  # RepeatDataset, ClassBalancedDataset
+        yield from unwrap_dataset(dataset.dataset)
+    else:
+        yield dataset
+
+
+def dataset_class_counts(dataset, num_classes: Optional[int] = None):
+    """Per-class sample counts of a (possibly wrapped) dataset.
+
+    Uses the dataset's ``class_counts`` when it has one (mmlt's LT datasets),
+    otherwise counts ``get_cat_ids`` over the whole dataset (an image with
+    several categories counts once for each, as for LVIS image counts).
+    Wrappers count their leaf datasets once: repeating a dataset does not
+    change its class prior.
+
+    Args:
+        dataset: a dataset with ``class_counts`` or ``get_cat_ids``.
+        num_classes (int, optional): the expected number of classes.
+
+    Returns:
+        np.ndarray: int64 counts of length ``num_classes``.
+    """
+    total = None
+    for leaf in unwrap_dataset(dataset):
+        if hasattr(leaf, 'class_counts') and leaf.class_counts is not None:
+            counts = np.asarray(leaf.class_counts, dtype=np.int64)
+        elif hasattr(leaf, 'get_cat_ids'):
+            size = num_classes or len(leaf.metainfo.get('classes', ())) or 0
+            counts = np.zeros(size, dtype=np.int64)
+            for idx in range(len(leaf)):
+                for cat in leaf.get_cat_ids(idx):
+                    if cat >= counts.size:
+                        counts = np.pad(counts, (0, cat + 1 - counts.size))
+                    counts[cat] += 1
+        else:
+            raise TypeError(
+                f'{type(leaf).__name__} has neither `class_counts` nor '
+                '`get_cat_ids`, so its class prior is unknown; give the '
+                'counts to the loss/metric in the config (class_counts=[...]).')
+        if total is None:
+            total = counts
+        else:
+            size = max(total.size, counts.size)
+            total = np.pad(total, (0, size - total.size)) + np.pad(
+                counts, (0, size - counts.size))
+    if num_classes is not None and total.size != num_classes:
+        raise ValueError(
+            f'the training set has {total.size} classes but the model expects '
+            f'{num_classes}; check num_classes in the config')
+    return total
+
+
+@HOOKS.register_module()
+class ClassCountsHook(Hook):
+    """Set the training set's class counts on losses, heads and metrics.
+
+    Before training (and before validation/testing when a training set is
+    configured) every module of the model, and every metric, that has a
+    ``set_class_counts(counts)`` method receives the per-class training
+    counts. They are kept in the modules' buffers, so a checkpoint carries
+    them and a resumed run uses the same prior. Targets are found by protocol,
+    not by a path, so the hook works with any model and wrapper.
+
+    Args:
+        class_counts (Sequence[int], optional): use these counts instead of
+            reading them from the training dataset.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, class_counts: Optional[Sequence[int]] = None):
+        self.class_counts = (None if class_counts is None else np.asarray(
+            class_counts, dtype=np.int64))
+        self._counts = None
+
+    def _get_counts(self, runner):
+        if self.class_counts is not None:
+            return self.class_counts
+        if self._counts is None:
+            self._counts = dataset_class_counts(self._train_dataset(runner))
+        return self._counts
+
+    @staticmethod
+    def _train_dataset(runner):
+        from mmengine.runner.loops import BaseLoop
+        if isinstance(runner._train_loop, BaseLoop):
+            return runner.train_loop.dataloader.dataset
+        loader = runner._train_dataloader
+        if loader is None:
+            raise ValueError('no train_dataloader in the config')
+        if isinstance(loader, dict):  # test-only run: build just the dataset
+            from mmengine.registry import DATASETS
+            dataset = loader['dataset']
+            return DATASETS.build(dataset) if isinstance(dataset,
+                                                         dict) else dataset
+        return loader.dataset
+
+    @staticmethod
+    def _targets(runner):
+        model = runner.model
+        model = getattr(model, 'module', model)
+        for module in model.modules():
+            if callable(getattr(module, 'set_class_counts', None)):
+                yield module
+
+    @staticmethod
+    def _metric_targets(evaluator):
+        for metric in getattr(evaluator, 'metrics', []) or []:
+            if callable(getattr(metric, 'set_class_counts', None)):
+                yield metric
+
+    def before_train(self, runner) -> None:
+        counts = self._get_counts(runner)
+        for module in self._targets(runner):
+            module.set_class_counts(counts)
+        val_loop = getattr(runner, '_val_loop', None)
+        if val_loop is not None and hasattr(val_loop, 'evaluator'):
+            for metric in self._metric_targets(val_loop.evaluator):
+                metric.set_class_counts(counts)
+
+    def _before_eval(self, runner, loop_name):
+        loop = getattr(runner, loop_name, None)
+        evaluator = getattr(loop, 'evaluator', None)
+        metrics = list(self._metric_targets(evaluator))
+        modules = list(self._targets(runner))
+        if not metrics and not modules:
+            return
+        try:
+            counts = self._get_counts(runner)
+        except ValueError as err:  # no train set in a test-only config
+            if runner._train_dataloader is None:
+                runner.logger.warning(
+                    'ClassCountsHook: no training set in the config, so '
+                    'metrics keep their own class_counts (%s)', err)
+                return
+            raise
+        for metric in metrics:
+            metric.set_class_counts(counts)
+
+    def before_val(self, runner) -> None:
+        self._before_eval(runner, 'val_loop')
+
+    def before_test(self, runner) -> None:
+        self._before_eval(runner, 'test_loop')

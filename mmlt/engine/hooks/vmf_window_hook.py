@@ -1,0 +1,68 @@
+"""Advance the window of the vMF estimators at epoch (or window) boundaries."""
+from typing import Optional
+
+from mmengine.hooks import Hook
+
+from mmlt.registry import HOOKS
+
+
+@HOOKS.register_module()
+class VMFWindowHook(Hook):
+    """Start a new statistics window in every vMF estimator of the model.
+
+    ProCo estimates each class's von Mises-Fisher distribution from the
+    features of the previous epoch plus the current one so far (Du et al.,
+    TPAMI 2024). This hook calls ``start_epoch()`` on every module that has
+    it (found by protocol, e.g. :class:`mmlt.VMFEstimator` inside a loss or
+    an RoI head) at the start of each training epoch. With an iteration-based
+    loop, a "window" is ``window_iters`` iterations (default: the length of
+    the training dataloader, i.e. one pass over the data).
+
+    Resume is exact: a checkpoint is written after an epoch (or iteration)
+    ends and before the next window starts, and the estimators' sums and
+    counts are buffers in the checkpoint, so the resumed run starts the same
+    window from the same statistics as an uninterrupted run.
+
+    Args:
+        window_iters (int, optional): iterations per window for
+            iteration-based training. Ignored for epoch-based loops.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, window_iters: Optional[int] = None):
+        if window_iters is not None and window_iters <= 0:
+            raise ValueError(
+                f'window_iters must be a positive int, got {window_iters}')
+        self.window_iters = window_iters
+
+    @staticmethod
+    def estimators(model):
+        model = getattr(model, 'module', model)
+        return [
+            m for m in model.modules()
+            if callable(getattr(m, 'start_epoch', None))
+        ]
+
+    def _start_window(self, runner, window_index):
+        # The index makes a repeated call (a second hook, a resume) a no-op.
+        for estimator in self.estimators(runner.model):
+            estimator.start_epoch(window_index)
+
+    @staticmethod
+    def _iter_based(runner):
+        from mmengine.runner import IterBasedTrainLoop
+        return isinstance(runner.train_loop, IterBasedTrainLoop)
+
+    def before_train_epoch(self, runner) -> None:
+        if not self._iter_based(runner):
+            self._start_window(runner, runner.epoch)
+
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
+                          data_batch=None) -> None:
+        if self._iter_based(runner):
+            window = self.window_iters or len(runner.train_dataloader)
+            if runner.iter % window == 0:
+                self._start_window(runner, runner.iter // window)

@@ -1,0 +1,2 @@
+from .long_tail_metric import (LongTailAccuracy,  # noqa: F401
+                               split_classes_by_count)

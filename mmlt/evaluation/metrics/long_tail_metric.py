@@ -1,0 +1,259 @@
+"""Top-1 accuracy overall and on the many / medium / few-shot class groups."""
+import csv
+import os
+import os.path as osp
+from collections.abc import Mapping
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+
+from mmlt.registry import METRICS
+
+GROUP_NAMES = ('many', 'medium', 'few')
+
+
+def split_classes_by_count(class_counts: Sequence[int],
+                           many_threshold: int = 100,
+                           few_threshold: int = 20) -> np.ndarray:
+    """Group of each class by its number of training images.
+
+    ``many``: ``n_c > many_threshold``; ``few``: ``n_c < few_threshold``;
+    ``medium``: ``few_threshold <= n_c <= many_threshold`` (Liu et al.,
+    "Large-Scale Long-Tailed Recognition in an Open World", CVPR 2019).
+
+    Args:
+        class_counts (Sequence[int]): Training images per class.
+        many_threshold (int): Defaults to 100.
+        few_threshold (int): Defaults to 20.
+
+    Returns:
+        np.ndarray: Group name (str) per class.
+    """
+    if few_threshold > many_threshold:
+        raise ValueError(
+            f'few_threshold ({few_threshold}) must not exceed many_threshold '
+            f'({many_threshold})')
+    counts = np.asarray(class_counts)
+    return np.where(counts > many_threshold, 'many',
+                    np.where(counts < few_threshold, 'few', 'medium'))
+
+
+def _field(sample, key: str):
+    """``sample[key]`` for dicts (``DataSample.to_dict()``), else the
+    attribute; None when absent."""
+    if isinstance(sample, Mapping):
+        return sample.get(key)
+    return getattr(sample, key, None)
+
+
+def _first_int(value) -> int:
+    return int(torch.as_tensor(value).reshape(-1)[0])
+
+
+@METRICS.register_module()
+class LongTailAccuracy(BaseMetric):
+    """Accuracy overall and on the many / medium / few-shot classes.
+
+    Reported (in percent, like MMPretrain's ``Accuracy``), with the prefix
+    ``lt/``:
+
+    * ``top1`` (and ``top{k}`` for every other ``k`` in ``topk``): sample
+      accuracy over the whole evaluation set;
+    * ``many``, ``medium``, ``few``: the mean of the per-class top-1
+      accuracies of the classes in the group (as in OLTR and Decoupling;
+      equal to the sample accuracy of the group on a balanced test set).
+      Groups come from the training counts: ``many`` has more than
+      ``many_threshold`` images, ``few`` fewer than ``few_threshold``,
+      ``medium`` the rest (both thresholds inclusive). A group without
+      classes, or whose classes have no evaluation samples, reports ``nan``.
+      Classes without evaluation samples are left out of the group means.
+
+    ``out_file``: a CSV with one row per class, columns ``class_index,
+    class_name, train_count, test_count, correct, accuracy, group``
+    (``accuracy`` in percent, empty when the class has no evaluation sample);
+    ``tools/analysis_tools/plot_per_class_acc.py`` plots it. Class names come
+    from ``dataset_meta['classes']`` of the evaluated dataset when set.
+
+    ``process`` reads, for each data sample (a dict such as MMPretrain's
+    ``DataSample.to_dict()``, or an object with these attributes):
+    ``gt_label`` and ``pred_score`` (C scores; used when present) or
+    ``pred_label``. Top-k with ``k > 1`` needs ``pred_score``.
+
+    Args:
+        class_counts (Sequence[int], optional): Training images per class.
+        train_dataset (dict | Dataset, optional): Instead of
+            ``class_counts``: the training dataset (config or object); its
+            ``class_counts`` (or labels) are read once at construction.
+        many_threshold (int): Defaults to 100.
+        few_threshold (int): Defaults to 20.
+        topk (int | Sequence[int]): Sample accuracies to report. Defaults to
+            1.
+        out_file (str, optional): Path of the per-class CSV, written on the
+            main process at every evaluation. Defaults to None (no file).
+        collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
+        prefix (str, optional): Defaults to None (``'lt'``).
+    """
+
+    default_prefix: Optional[str] = 'lt'
+
+    def __init__(self,
+                 class_counts: Optional[Sequence[int]] = None,
+                 train_dataset: Union[dict, object, None] = None,
+                 many_threshold: int = 100,
+                 few_threshold: int = 20,
+                 topk: Union[int, Sequence[int]] = 1,
+                 out_file: Optional[str] = None,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        if (class_counts is None) == (train_dataset is None):
+            raise ValueError(
+                'LongTailAccuracy needs exactly one of class_counts (a list '
+                'of training images per class) and train_dataset, got '
+                f'class_counts={class_counts!r}, '
+                f'train_dataset={train_dataset!r}')
+        if class_counts is None:
+            class_counts = self._counts_of_dataset(train_dataset)
+        counts = np.asarray(class_counts)
+        if counts.ndim != 1 or len(counts) == 0 or (counts < 0).any():
+            raise ValueError('class_counts must be a non-empty list of '
+                             f'non-negative counts, got {class_counts!r}')
+        self.class_counts = counts.astype(np.int64)
+        self.groups = split_classes_by_count(self.class_counts,
+                                             many_threshold, few_threshold)
+        self.many_threshold = many_threshold
+        self.few_threshold = few_threshold
+        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+        if not topk or any(int(k) != k or k < 1 for k in topk):
+            raise ValueError(
+                f'topk must be positive integers, got {topk!r}')
+        self.topk = tuple(sorted(set(int(k) for k in topk) | {1}))
+        self.out_file = out_file
+
+    @property
+    def num_classes(self) -> int:
+        """int: Number of classes, ``len(class_counts)``."""
+        return len(self.class_counts)
+
+    @staticmethod
+    def _counts_of_dataset(dataset) -> np.ndarray:
+        from mmlt.datasets.lt_base import get_dataset_labels
+        if isinstance(dataset, Mapping):
+            from mmlt.registry import DATASETS
+            dataset = DATASETS.build(dict(dataset))
+        if hasattr(dataset, 'class_counts'):
+            return np.asarray(dataset.class_counts)
+        labels = get_dataset_labels(dataset)
+        num_classes = len(
+            getattr(dataset, 'metainfo', {}).get('classes', ())) or (
+                int(labels.max()) + 1)
+        return np.bincount(labels, minlength=num_classes)
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        """Keep the ground truth and the top-k predicted labels of each
+        sample.
+
+        Args:
+            data_batch: Unused.
+            data_samples (Sequence[dict | DataSample]): Model outputs.
+        """
+        max_k = max(self.topk)
+        for sample in data_samples:
+            gt_label = _field(sample, 'gt_label')
+            if gt_label is None:
+                raise ValueError('LongTailAccuracy needs gt_label in every '
+                                 f'data sample, got keys of {type(sample)}')
+            pred_score = _field(sample, 'pred_score')
+            pred_label = _field(sample, 'pred_label')
+            if pred_score is not None:
+                pred_score = torch.as_tensor(pred_score).reshape(-1)
+                if max_k > pred_score.numel():
+                    raise ValueError(
+                        f'topk={self.topk} needs at least {max_k} scores, got '
+                        f'{pred_score.numel()}')
+                # Scores win over pred_label, as in MMPretrain's Accuracy.
+                top_labels = pred_score.topk(max_k).indices
+            elif pred_label is not None:
+                if max_k > 1:
+                    raise ValueError(
+                        f'topk={self.topk} needs pred_score; the data sample '
+                        'has only pred_label')
+                top_labels = torch.as_tensor([_first_int(pred_label)])
+            else:
+                raise ValueError('LongTailAccuracy needs pred_score or '
+                                 'pred_label in every data sample')
+            self.results.append(
+                dict(
+                    gt_label=_first_int(gt_label),
+                    top_labels=top_labels.detach().cpu().long()))
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        """Overall, per-group and per-class accuracy.
+
+        Args:
+            results (list[dict]): Collected outputs of :meth:`process`.
+
+        Returns:
+            dict[str, float]: ``top1`` (``top{k}``), ``many``, ``medium``,
+            ``few``, in percent.
+        """
+        if not results:
+            raise ValueError('LongTailAccuracy got no evaluation samples')
+        gt_labels = torch.tensor([r['gt_label'] for r in results])
+        top_labels = torch.stack([r['top_labels'] for r in results])
+        if gt_labels.min() < 0 or gt_labels.max() >= self.num_classes:
+            raise ValueError(
+                f'gt_label {int(gt_labels.max())} (or {int(gt_labels.min())})'
+                f' is outside the {self.num_classes} classes of class_counts')
+        hits = top_labels == gt_labels[:, None]
+
+        metrics = {}
+        for k in self.topk:
+            metrics[f'top{k}'] = float(100.0 *
+                                       hits[:, :k].any(1).double().mean())
+
+        gt_np = gt_labels.numpy()
+        correct = np.bincount(
+            gt_np, weights=hits[:, 0].numpy().astype(np.float64),
+            minlength=self.num_classes)
+        test_counts = np.bincount(gt_np, minlength=self.num_classes)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            class_accuracy = np.where(test_counts > 0,
+                                      100.0 * correct / test_counts, np.nan)
+        for group in GROUP_NAMES:
+            accuracies = class_accuracy[(self.groups == group)
+                                        & (test_counts > 0)]
+            metrics[group] = float(
+                accuracies.mean()) if len(accuracies) else float('nan')
+
+        if self.out_file:
+            self._write_csv(class_accuracy, test_counts, correct)
+        return metrics
+
+    def _write_csv(self, class_accuracy: np.ndarray, test_counts: np.ndarray,
+                   correct: np.ndarray) -> None:
+        names = list((self.dataset_meta or {}).get('classes') or [])
+        if len(names) != self.num_classes:
+            names = [str(i) for i in range(self.num_classes)]
+        directory = osp.dirname(osp.abspath(self.out_file))
+        os.makedirs(directory, exist_ok=True)
+        with open(self.out_file, 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow([
+                'class_index', 'class_name', 'train_count', 'test_count',
+                'correct', 'accuracy', 'group'
+            ])
+            for c in range(self.num_classes):
+                accuracy = '' if np.isnan(class_accuracy[c]) else \
+                    f'{class_accuracy[c]:.4f}'
+                writer.writerow([
+                    c, names[c],
+                    int(self.class_counts[c]),
+                    int(test_counts[c]),
+                    int(correct[c]), accuracy, self.groups[c]
+                ])
+
+
+__all__ = ['LongTailAccuracy', 'split_classes_by_count', 'GROUP_NAMES']

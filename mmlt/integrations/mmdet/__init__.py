@@ -1,0 +1,1 @@
+"""Parts that subclass MMDetection classes. Imported only when mmdet is installed."""

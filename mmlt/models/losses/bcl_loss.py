@@ -1,0 +1,213 @@
+"""Balanced contrastive loss (BCL).
+
+Reference:
+    Zhu et al., "Balanced Contrastive Learning for Long-Tailed Visual
+    Recognition", CVPR 2022.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmlt.registry import MODELS
+from .logit_adjust_loss import _REDUCTIONS, weight_reduce_loss
+from .supcon_loss import (check_contrastive_inputs, gather_contrast_set,
+                          reduce_over_views)
+
+
+@MODELS.register_module()
+class BCLLoss(nn.Module):
+    r"""Balanced contrastive loss: SupCon with class-complement and averaging.
+
+    Zhu et al. (CVPR 2022) change SupCon in two ways:
+
+    - **class-complement**: the ``C`` class prototypes (label ``c`` for
+      prototype ``c``) are appended to the contrast set of every batch, so
+      every class appears in every denominator and every anchor has at least
+      one positive (its class prototype). The head computes the prototypes as
+      ``normalize(MLP(W))`` from the classifier weights ``W``.
+    - **class-averaging**: in the denominator each term of class ``c`` is
+      divided by the number of class-``c`` entries, so every class contributes
+      one averaged term whatever its frequency in the batch.
+
+    With ``B`` the contrast set (batch views, gathered over ranks when
+    ``gather_distributed``, plus the prototypes), ``B_c`` its entries of class
+    ``c`` and ``y_i`` the label of anchor ``i``:
+
+    .. math::
+        L_i = -\frac{1}{|P(i)|} \sum_{q \in P(i)} \log
+            \frac{\exp(z_i \cdot z_q / \tau)}
+                 {\sum_{c} \frac{1}{|B_c| - [c = y_i]}
+                  \sum_{a \in B_c \setminus \{i\}} \exp(z_i \cdot z_a / \tau)}
+
+    where ``P(i) = B_{y_i} \setminus \{i\}`` (the other views of the same class
+    and the class prototype). The anchors are the local batch views only; the
+    prototypes are contrast entries, not anchors, as in the paper's Eq. (4)-(6)
+    whose sum runs over the batch samples (the prototypes already receive a
+    gradient as positives and negatives of every anchor). The class counts
+    ``|B_c|`` use the labels of all ranks when gathering.
+
+    Reduction: a sample's loss is the mean over its views, and ``'mean'``
+    averages over the samples; this equals the paper's mean over all views.
+    See :class:`SupConLoss` for how the distributed gradients match the
+    global-batch loss.
+
+    Args:
+        temperature (float): ``tau > 0``. Defaults to 0.1 (CIFAR; the paper
+            uses 0.07 on ImageNet-LT and iNaturalist).
+        normalize (bool): L2-normalise the features and prototypes inside the
+            loss; idempotent for unit vectors. Defaults to True.
+        gather_distributed (bool): Contrast against the features of all ranks.
+            Defaults to True.
+        loss_weight (float): Multiplies the loss (``lambda`` of the paper: 2.0
+            on CIFAR, 0.35 on ImageNet-LT / iNaturalist). Defaults to 1.0.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to
+            ``'mean'``.
+
+    Shape:
+        - features: ``(N, V, p)`` (the paper uses ``V = 2``) or ``(N, p)``.
+        - labels: ``(N, )`` in ``[0, C)``.
+        - prototypes: ``(C, p)``; row ``c`` is the prototype of class ``c``.
+        - weight: ``(N, )``.
+        - output: scalar, or ``(N, )`` with ``reduction='none'``.
+    """
+
+    def __init__(self,
+                 temperature: float = 0.1,
+                 normalize: bool = True,
+                 gather_distributed: bool = True,
+                 loss_weight: float = 1.0,
+                 reduction: str = 'mean') -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(
+                f'temperature={temperature}; expected a value > 0.')
+        if reduction not in _REDUCTIONS:
+            raise ValueError(
+                f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
+        self.temperature = float(temperature)
+        self.normalize = normalize
+        self.gather_distributed = gather_distributed
+        self.loss_weight = loss_weight
+        self.reduction = reduction
+
+    def forward(self,
+                features: torch.Tensor,
+                labels: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                *,
+                prototypes: torch.Tensor) -> torch.Tensor:
+        """Compute the BCL loss of the local anchors.
+
+        Args:
+            features (torch.Tensor): Contrastive features ``(N, V, p)`` or
+                ``(N, p)``.
+            labels (torch.Tensor): Class labels ``(N, )`` in ``[0, C)``.
+            weight (torch.Tensor, optional): Per-sample weights ``(N, )``.
+                Defaults to None.
+            avg_factor (float, optional): Divisor of the summed loss for
+                ``reduction='mean'``. Defaults to None (``N``).
+            reduction_override (str, optional): Overrides ``self.reduction``.
+                Defaults to None.
+            prototypes (torch.Tensor): Class prototypes ``(C, p)``.
+
+        Returns:
+            torch.Tensor: The weighted loss.
+        """
+        reduction = reduction_override or self.reduction
+        if prototypes.dim() != 2:
+            raise ValueError(
+                f'prototypes have shape {tuple(prototypes.shape)}; expected '
+                '(C, p), one row per class.')
+        num_classes, proto_dim = prototypes.shape
+        if num_classes == 0:
+            raise ValueError('prototypes are empty; expected one row per '
+                             'class, shape (C, p) with C >= 1.')
+        features, labels = check_contrastive_inputs(features, labels,
+                                                    num_classes)
+        num_samples, num_views, dim = features.shape
+        if proto_dim != dim:
+            raise ValueError(
+                f'prototypes have dimension {proto_dim} but features have '
+                f'{dim}; both must live in the same embedding space.')
+        if not torch.isfinite(prototypes).all():
+            raise ValueError(
+                'prototypes contain NaN or inf; the classifier or the '
+                'prototype MLP diverged. Lower the learning rate or enable '
+                'gradient clipping.')
+        compute_dtype = torch.promote_types(
+            torch.promote_types(features.dtype, prototypes.dtype),
+            torch.float32)
+        features = features.to(compute_dtype)
+        prototypes = prototypes.to(compute_dtype)
+        if self.normalize:
+            features = F.normalize(features, dim=-1)
+            prototypes = F.normalize(prototypes, dim=-1)
+
+        # Sample-major: entry n * V + v is view v of sample n.
+        flat_features = features.reshape(num_samples * num_views, dim)
+        flat_labels = labels.repeat_interleave(num_views)
+        batch_features, batch_labels, rank_offset = gather_contrast_set(
+            flat_features, flat_labels, self.gather_distributed)
+        # Class-complement: the prototypes join the contrast set (not the
+        # anchors). They are identical on every rank, so they are not gathered.
+        contrast_features = torch.cat([batch_features, prototypes], dim=0)
+        contrast_labels = torch.cat([
+            batch_labels,
+            torch.arange(num_classes, device=batch_labels.device)
+        ])
+
+        anchor_loss = self._anchor_losses(
+            flat_features, flat_labels, contrast_features, contrast_labels,
+            rank_offset +
+            torch.arange(len(flat_labels), device=flat_labels.device))
+        # Every anchor has its class prototype as a positive.
+        sample_loss, _ = reduce_over_views(
+            anchor_loss, torch.ones_like(flat_labels, dtype=torch.bool),
+            num_samples, num_views)
+        loss = weight_reduce_loss(sample_loss, weight, reduction, avg_factor)
+        return self.loss_weight * loss
+
+    def _anchor_losses(self, anchor_features: torch.Tensor,
+                       anchor_labels: torch.Tensor,
+                       contrast_features: torch.Tensor,
+                       contrast_labels: torch.Tensor,
+                       anchor_rows: torch.Tensor) -> torch.Tensor:
+        """Per-anchor BCL losses ``(A, )``.
+
+        ``anchor_rows`` are the anchors' own rows in the contrast set.
+        """
+        logits = anchor_features @ contrast_features.T / self.temperature
+        self_mask = torch.zeros_like(logits, dtype=torch.bool)
+        self_mask[torch.arange(len(anchor_rows), device=logits.device),
+                  anchor_rows] = True
+        same_class = anchor_labels[:, None] == contrast_labels[None, :]
+        positive_mask = same_class & ~self_mask
+
+        # |B_c| of each contrast entry's class, minus 1 in the anchor's own
+        # class because the anchor is not in its own denominator. Always >= 1:
+        # the prototype of every class is in the contrast set.
+        class_sizes = torch.bincount(contrast_labels)
+        entry_class_size = class_sizes[contrast_labels].to(logits.dtype)
+        averaging_size = entry_class_size[None, :] - same_class.to(
+            logits.dtype)
+
+        # log sum_a exp(s_ia) / w_ia = logsumexp(s_ia - log w_ia), stable.
+        log_denominator = torch.logsumexp(
+            (logits - averaging_size.log()).masked_fill(
+                self_mask, float('-inf')),
+            dim=1,
+            keepdim=True)
+        log_prob = logits - log_denominator
+        num_positives = positive_mask.sum(dim=1)
+        anchor_loss = -torch.where(positive_mask, log_prob,
+                                   torch.zeros_like(log_prob)).sum(dim=1)
+        return anchor_loss / num_positives.clamp(min=1)
+
+    def extra_repr(self) -> str:
+        return (f'temperature={self.temperature}, '
+                f'gather_distributed={self.gather_distributed}, '
+                f'loss_weight={self.loss_weight}')

@@ -1,0 +1,296 @@
+"""PrototypeClusteringHook: identical prototypes on two gloo ranks, and a real
+mmengine Runner that saves and resumes the clustering."""
+import copy
+import os
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch.utils.data import Dataset
+
+from mmlt.engine.hooks import PrototypeClusteringHook
+from mmlt.models.losses import ProtoNCELoss
+from mmlt.models.utils import estimate_concentration, kmeans
+
+NUM_CLUSTERS = (3, 5)
+KMEANS_CFG = dict(backend='torch', num_iters=10, num_restarts=2)
+
+
+class ToyDataset(Dataset):
+    """Points around 5 centres; item ``i`` carries its index."""
+
+    def __init__(self, num_samples=37, dim=6, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        centres = torch.randn(5, dim, generator=generator) * 3
+        labels = torch.arange(num_samples) % 5
+        self.data = centres[labels] + 0.3 * torch.randn(
+            num_samples, dim, generator=generator)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return dict(inputs=self.data[index], sample_idx=index)
+
+
+class ToyPCL(BaseModel):
+    """A linear encoder, its momentum copy and a ProtoNCE loss."""
+
+    def __init__(self, dim=6, feat_dim=4, momentum=0.5):
+        super().__init__()
+        self.encoder = nn.Linear(dim, feat_dim)
+        self.momentum_encoder = copy.deepcopy(self.encoder).requires_grad_(
+            False)
+        self.proto_loss = ProtoNCELoss(NUM_CLUSTERS, temperature=0.3)
+        self.momentum = momentum
+
+    def extract_clustering_features(self, data_batch):
+        inputs = torch.stack(list(data_batch['inputs']))
+        return F.normalize(self.momentum_encoder(inputs), dim=1)
+
+    def forward(self, inputs, sample_idx=None, mode='tensor'):
+        inputs = torch.stack(list(inputs))
+        query = F.normalize(self.encoder(inputs), dim=1)
+        if mode != 'loss':
+            return query
+        with torch.no_grad():
+            for average, current in zip(self.momentum_encoder.parameters(),
+                                        self.encoder.parameters()):
+                average.mul_(self.momentum).add_(
+                    current, alpha=1 - self.momentum)
+            key = F.normalize(self.momentum_encoder(inputs), dim=1)
+        return dict(
+            loss_align=-(query * key).sum(1).mean(),
+            loss_proto=self.proto_loss(query, torch.as_tensor(sample_idx)))
+
+
+
+def reference_clustering(model, dataset, hook, epoch):
+    """Single-process clustering of all features, as the hook specifies."""
+    with torch.no_grad():
+        features = model.extract_clustering_features(
+            dict(inputs=list(dataset.data)))
+    results = []
+    for m, k in enumerate(NUM_CLUSTERS):
+        seed = hook.seed + epoch * len(NUM_CLUSTERS) + m
+        result = kmeans(features, k, seed=seed, **hook.kmeans_cfg)
+        phi = estimate_concentration(
+            features,
+            result.centroids,
+            result.assignments,
+            alpha=hook.alpha,
+            clip_percentiles=hook.clip_percentiles,
+            mean_concentration=0.3)
+        results.append((F.normalize(result.centroids, dim=1), phi,
+                        result.assignments))
+    return results
+
+
+def make_hook(dataset, **kwargs):
+    return PrototypeClusteringHook(
+        dataloader=dict(dataset=dataset, batch_size=4, num_workers=0),
+        kmeans_cfg=KMEANS_CFG,
+        **kwargs)
+
+
+def test_single_process_cluster_matches_reference():
+    torch.manual_seed(0)
+    model, dataset = ToyPCL().double(), ToyDataset()
+    dataset.data = dataset.data.double()
+    hook = make_hook(dataset)
+    runner = SimpleNamespace(model=model, epoch=4, logger=None)
+    results = hook.cluster(runner)
+    reference = reference_clustering(model, dataset, hook, epoch=4)
+    stored = model.proto_loss.get_prototypes()
+    assert model.proto_loss.clustering_epoch.item() == 4
+    for result, saved, (prototypes, phi, assignments) in zip(
+            results, stored, reference):
+        assert torch.equal(result['assignments'], assignments)
+        torch.testing.assert_close(result['prototypes'], prototypes)
+        torch.testing.assert_close(result['concentrations'], phi)
+        assert torch.equal(saved['assignments'], assignments)
+        torch.testing.assert_close(saved['concentrations'], phi)
+        torch.testing.assert_close(float(phi.mean()), 0.3)
+
+
+def _init_gloo(rank, port):
+    torch.set_num_threads(1)
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch_dist.init_process_group(
+        'gloo', rank=rank, world_size=2, timeout=timedelta(seconds=30))
+
+
+def _two_rank_worker(rank, port):
+    _init_gloo(rank, port)
+    try:
+        torch.manual_seed(0)  # the same model on both ranks
+        model, dataset = ToyPCL().double(), ToyDataset(num_samples=37)
+        dataset.data = dataset.data.double()
+        hook = make_hook(dataset)
+        runner = SimpleNamespace(model=model, epoch=2, logger=None)
+        # each rank embeds its shard only (19 and 18 samples)
+        assert len(list(iter(hook._build_dataloader(runner).sampler))) == \
+            (19 if rank == 0 else 18)
+        hook.cluster(runner)
+        loss = model.proto_loss
+        for name in ('prototypes', 'concentrations', 'assignments'):
+            mine = getattr(loss, name)
+            gathered = [torch.empty_like(mine) for _ in range(2)]
+            torch_dist.all_gather(gathered, mine)
+            assert torch.equal(gathered[0], gathered[1]), name
+        reference = reference_clustering(model, dataset, hook, epoch=2)
+        for saved, (prototypes, phi, assignments) in zip(
+                loss.get_prototypes(), reference):
+            assert torch.equal(saved['assignments'], assignments)
+            torch.testing.assert_close(saved['prototypes'], prototypes)
+            torch.testing.assert_close(saved['concentrations'], phi)
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_get_identical_prototypes(port):
+    start_method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+    context = mp.start_processes(
+        _two_rank_worker,
+        args=(port, ),
+        nprocs=2,
+        join=False,
+        start_method=start_method)
+    deadline = time.monotonic() + 60
+    while not context.join(timeout=0.2):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.terminate()
+            pytest.fail('2-process run did not finish in 60 s')
+
+
+def test_warmup_interval_and_restored_epoch_skip(monkeypatch):
+    hook = make_hook(ToyDataset(), warmup_epochs=2, interval=3)
+    model = ToyPCL()
+    calls = []
+    monkeypatch.setattr(hook, 'cluster', lambda runner: calls.append(
+        runner.epoch))
+    for epoch in range(10):
+        hook.before_train_epoch(SimpleNamespace(model=model, epoch=epoch))
+    assert calls == [2, 5, 8]
+    # a clustering already made for this epoch (restored) is not redone
+    model.proto_loss.clustering_epoch.fill_(5)
+    calls.clear()
+    hook.before_train_epoch(SimpleNamespace(model=model, epoch=5))
+    assert calls == []
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError, match='warmup_epochs'):
+        PrototypeClusteringHook(warmup_epochs=-1)
+    with pytest.raises(ValueError, match='unknown options'):
+        PrototypeClusteringHook(kmeans_cfg=dict(n_iter=3))
+    hook = PrototypeClusteringHook()
+    with pytest.raises(ValueError, match='set_prototypes'):
+        hook.cluster(SimpleNamespace(model=nn.Linear(2, 2), epoch=0))
+
+
+# ---------------------------------------------------------------------------
+# save / resume with a real Runner
+# ---------------------------------------------------------------------------
+
+
+def make_runner(work_dir, name, max_epochs, resume_from=None):
+    from mmengine.runner import Runner
+    torch.manual_seed(0)
+    dataset = ToyDataset()
+    return Runner(
+        model=ToyPCL(),
+        work_dir=str(work_dir),
+        experiment_name=name,
+        train_dataloader=dict(
+            dataset=dataset,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=5,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.5)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=100)),
+        custom_hooks=[
+            dict(
+                type='mmlt.PrototypeClusteringHook',
+                warmup_epochs=1,
+                interval=2,
+                dataloader=dict(dataset=dataset, batch_size=8, num_workers=0),
+                kmeans_cfg=KMEANS_CFG)
+        ],
+        randomness=dict(seed=0),
+        default_scope='mmengine',
+        log_level='WARNING',
+        load_from=resume_from,
+        resume=resume_from is not None)
+
+
+def test_runner_save_and_resume_restores_prototypes(tmp_path):
+    # uninterrupted: clustering at epoch 1 only (warm-up 1, interval 2)
+    runner_a = make_runner(tmp_path / 'a', f'a{time.time_ns()}', 3)
+    runner_a.train()
+    loss_a = runner_a.model.proto_loss
+    assert loss_a.clustering_epoch.item() == 1
+    checkpoint = torch.load(
+        tmp_path / 'a' / 'epoch_2.pth', map_location='cpu')
+    saved = {
+        name: checkpoint['state_dict'][f'proto_loss.{name}']
+        for name in ('prototypes', 'concentrations', 'assignments')
+    }
+    assert saved['assignments'].shape == (2, 37)
+
+    # resume after epoch 2 with nothing left to train: the buffers are the
+    # checkpoint's, bit for bit
+    runner_b = make_runner(tmp_path / 'b', f'b{time.time_ns()}', 2,
+                           str(tmp_path / 'a' / 'epoch_2.pth'))
+    runner_b.train()
+    loss_b = runner_b.model.proto_loss
+    assert loss_b.clustering_epoch.item() == 1
+    for name, tensor in saved.items():
+        assert torch.equal(getattr(loss_b, name), tensor), name
+
+    # resume and train epoch 2, which uses the restored clustering: the
+    # result equals the uninterrupted run
+    runner_c = make_runner(tmp_path / 'c', f'c{time.time_ns()}', 3,
+                           str(tmp_path / 'a' / 'epoch_2.pth'))
+    runner_c.train()
+    for (name, p_a), p_c in zip(runner_a.model.state_dict().items(),
+                                runner_c.model.state_dict().values()):
+        assert torch.equal(p_a, p_c), name
+    # without the restored prototypes epoch 2 would train differently
+    runner_d = make_runner(tmp_path / 'd', f'd{time.time_ns()}', 3,
+                           str(tmp_path / 'a' / 'epoch_2.pth'))
+    runner_d.model.proto_loss._load_from_state_dict = \
+        _drop_clustering(runner_d.model.proto_loss)
+    runner_d.train()
+    assert not torch.equal(runner_d.model.encoder.weight,
+                           runner_a.model.encoder.weight)
+
+
+def _drop_clustering(loss):
+    """A _load_from_state_dict that ignores the saved clustering."""
+    original = loss._load_from_state_dict
+
+    def load(state_dict, prefix, *args):
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if not k.startswith(prefix + 'prototypes') and not k.startswith(
+                prefix + 'concentrations') and not k.startswith(
+                    prefix + 'assignments') and not k.startswith(
+                        prefix + 'clustering_epoch')
+        }
+        original(state_dict, prefix, *args)
+
+    return load

@@ -1,0 +1,127 @@
+"""Tests of the autograd-aware and plain gathers, on one process and on a real
+two-process gloo group."""
+import os
+import time
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+
+from mmlt.models.utils import (all_gather_with_grad, all_reduce_sum,
+                               gather_batch_sizes, gather_no_grad,
+                               is_distributed)
+
+
+def _run_two_ranks(worker, port: int, *args, timeout: float = 60.0) -> None:
+    """Run ``worker(rank, port, *args)`` on two gloo ranks; fail on timeout."""
+    # fork starts in milliseconds where spawn re-imports torch (seconds).
+    start_method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+    context = mp.start_processes(
+        worker,
+        args=(port, ) + args,
+        nprocs=2,
+        join=False,
+        start_method=start_method)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=0.2):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.terminate()
+            pytest.fail(f'2-process run did not finish in {timeout} s')
+
+
+def _init_gloo(rank: int, port: int) -> None:
+    torch.set_num_threads(1)
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch_dist.init_process_group(
+        'gloo', rank=rank, world_size=2, timeout=timedelta(seconds=30))
+
+
+def _anchor_loss(anchors: torch.Tensor,
+                 contrast: torch.Tensor) -> torch.Tensor:
+    """A nonlinear loss of local anchors against a contrast set: the mean over
+    anchors of logsumexp of their dot products (0 without anchors)."""
+    return torch.logsumexp(
+        anchors @ contrast.T, dim=1).sum() / max(len(anchors), 1)
+
+
+def test_identity_without_process_group():
+    assert not is_distributed()
+    x = torch.randn(3, 4, requires_grad=True)
+    gathered = all_gather_with_grad(x)
+    assert gathered is x
+    assert gather_batch_sizes(x) == [3]
+    plain = gather_no_grad(x)
+    assert not plain.requires_grad
+    torch.testing.assert_close(plain, x.detach())
+    summed = all_reduce_sum(x)
+    assert not summed.requires_grad
+    torch.testing.assert_close(summed, x.detach())
+    summed += 1  # out of place: the input is untouched
+    torch.testing.assert_close(summed - 1, x.detach())
+
+
+def _gather_worker(rank: int, port: int, size_cases, dim: int) -> None:
+    _init_gloo(rank, port)
+    try:
+        assert is_distributed()
+        for sizes in size_cases:
+            _check_gathers(rank, list(sizes), dim)
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def _check_gathers(rank: int, sizes, dim: int) -> None:
+    world_size = len(sizes)
+    generator = torch.Generator().manual_seed(0)
+    full = torch.randn(
+        sum(sizes), dim, generator=generator, dtype=torch.float64)
+    starts = [sum(sizes[:r]) for r in range(world_size)]
+    local = full[starts[rank]:starts[rank] + sizes[rank]].clone()
+    local.requires_grad_(True)
+
+    assert gather_batch_sizes(local) == list(sizes)
+    gathered = all_gather_with_grad(local)
+    torch.testing.assert_close(gathered.detach(), full, rtol=0, atol=0)
+    plain = gather_no_grad(local.long(), sizes)
+    assert not plain.requires_grad
+    assert torch.equal(plain, full.long())
+    summed = all_reduce_sum(torch.tensor([rank + 1.0, 10.0 * rank]))
+    torch.testing.assert_close(summed, torch.tensor([3.0, 10.0]))
+
+    # Gradient of this rank's loss through the gather, after the gather's
+    # backward (sum over ranks, own slice) ...
+    _anchor_loss(local, gathered).backward()
+    # ... equals the gradient of the sum of all ranks' losses computed by
+    # one process on the concatenated batch.
+    reference = full.clone().requires_grad_(True)
+    total = sum(
+        _anchor_loss(reference[s:s + n], reference)
+        for s, n in zip(starts, sizes))
+    total.backward()
+    expected = reference.grad[starts[rank]:starts[rank] + sizes[rank]]
+    torch.testing.assert_close(local.grad, expected)
+
+    if len(set(sizes)) == 1:
+        # Equal batches: the sum of per-rank means is W times the mean over
+        # the global batch, so the local gradient is W * dL_global/dx.
+        reference.grad = None
+        _anchor_loss(reference, reference).backward()
+        expected = reference.grad[starts[rank]:starts[rank] + sizes[rank]]
+        torch.testing.assert_close(local.grad / world_size, expected)
+
+    try:
+        all_gather_with_grad(local, sizes=[1, 1])
+    except ValueError as error:
+        assert 'sizes=[1, 1]' in str(error)
+    else:
+        raise AssertionError('wrong sizes were accepted')
+
+
+def test_two_process_gather_matches_single_process(port):
+    # Unequal batches (the last batch of an epoch), an empty rank, and equal
+    # batches; one spawn for all three keeps the test fast.
+    _run_two_ranks(_gather_worker, port, [(3, 5), (0, 2), (4, 4)], 4)
