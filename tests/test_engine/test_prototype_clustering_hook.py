@@ -46,8 +46,8 @@ class ToyPCL(BaseModel):
     def __init__(self, dim=6, feat_dim=4, momentum=0.5):
         super().__init__()
         self.encoder = nn.Linear(dim, feat_dim)
-        self.momentum_encoder = copy.deepcopy(self.encoder).requires_grad_(
-            False)
+        self.momentum_encoder = copy.deepcopy(
+            self.encoder).requires_grad_(False)
         self.proto_loss = ProtoNCELoss(NUM_CLUSTERS, temperature=0.3)
         self.momentum = momentum
 
@@ -71,7 +71,6 @@ class ToyPCL(BaseModel):
             loss_proto=self.proto_loss(query, torch.as_tensor(sample_idx)))
 
 
-
 def reference_clustering(model, dataset, hook, epoch):
     """Single-process clustering of all features, as the hook specifies."""
     with torch.no_grad():
@@ -88,8 +87,8 @@ def reference_clustering(model, dataset, hook, epoch):
             alpha=hook.alpha,
             clip_percentiles=hook.clip_percentiles,
             mean_concentration=0.3)
-        results.append((F.normalize(result.centroids, dim=1), phi,
-                        result.assignments))
+        results.append((F.normalize(result.centroids,
+                                    dim=1), phi, result.assignments))
     return results
 
 
@@ -110,8 +109,8 @@ def test_single_process_cluster_matches_reference():
     reference = reference_clustering(model, dataset, hook, epoch=4)
     stored = model.proto_loss.get_prototypes()
     assert model.proto_loss.clustering_epoch.item() == 4
-    for result, saved, (prototypes, phi, assignments) in zip(
-            results, stored, reference):
+    for result, saved, (prototypes, phi,
+                        assignments) in zip(results, stored, reference):
         assert torch.equal(result['assignments'], assignments)
         torch.testing.assert_close(result['prototypes'], prototypes)
         torch.testing.assert_close(result['concentrations'], phi)
@@ -147,8 +146,8 @@ def _two_rank_worker(rank, port):
             torch_dist.all_gather(gathered, mine)
             assert torch.equal(gathered[0], gathered[1]), name
         reference = reference_clustering(model, dataset, hook, epoch=2)
-        for saved, (prototypes, phi, assignments) in zip(
-                loss.get_prototypes(), reference):
+        for saved, (prototypes, phi,
+                    assignments) in zip(loss.get_prototypes(), reference):
             assert torch.equal(saved['assignments'], assignments)
             torch.testing.assert_close(saved['prototypes'], prototypes)
             torch.testing.assert_close(saved['concentrations'], phi)
@@ -176,8 +175,8 @@ def test_warmup_interval_and_restored_epoch_skip(monkeypatch):
     hook = make_hook(ToyDataset(), warmup_epochs=2, interval=3)
     model = ToyPCL()
     calls = []
-    monkeypatch.setattr(hook, 'cluster', lambda runner: calls.append(
-        runner.epoch))
+    monkeypatch.setattr(hook, 'cluster',
+                        lambda runner: calls.append(runner.epoch))
     for epoch in range(10):
         hook.before_train_epoch(SimpleNamespace(model=model, epoch=epoch))
     assert calls == [2, 5, 8]
@@ -196,6 +195,17 @@ def test_bad_configuration():
     hook = PrototypeClusteringHook()
     with pytest.raises(ValueError, match='set_prototypes'):
         hook.cluster(SimpleNamespace(model=nn.Linear(2, 2), epoch=0))
+    with pytest.raises(ValueError, match='epoch-based'):
+        hook.before_train(SimpleNamespace(model=ToyPCL(), train_loop=object()))
+    with pytest.raises(ValueError, match='extract_clustering_features'):
+        hook.feature_extractor(nn.Sequential(ProtoNCELoss((2, 3))))
+    # the clustering dataset must be the training set
+    runner = SimpleNamespace(
+        model=ToyPCL(),
+        epoch=0,
+        train_dataloader=SimpleNamespace(dataset=ToyDataset(num_samples=40)))
+    with pytest.raises(ValueError, match='same samples'):
+        make_hook(ToyDataset(num_samples=37)).cluster(runner)
 
 
 # ---------------------------------------------------------------------------
@@ -242,8 +252,7 @@ def test_runner_save_and_resume_restores_prototypes(tmp_path):
     runner_a.train()
     loss_a = runner_a.model.proto_loss
     assert loss_a.clustering_epoch.item() == 1
-    checkpoint = torch.load(
-        tmp_path / 'a' / 'epoch_2.pth', map_location='cpu')
+    checkpoint = torch.load(tmp_path / 'a' / 'epoch_2.pth', map_location='cpu')
     saved = {
         name: checkpoint['state_dict'][f'proto_loss.{name}']
         for name in ('prototypes', 'concentrations', 'assignments')
@@ -286,10 +295,10 @@ def _drop_clustering(loss):
         state_dict = {
             k: v
             for k, v in state_dict.items()
-            if not k.startswith(prefix + 'prototypes') and not k.startswith(
-                prefix + 'concentrations') and not k.startswith(
-                    prefix + 'assignments') and not k.startswith(
-                        prefix + 'clustering_epoch')
+            if not k.startswith(prefix + 'prototypes')
+            and not k.startswith(prefix + 'concentrations')
+            and not k.startswith(prefix + 'assignments')
+            and not k.startswith(prefix + 'clustering_epoch')
         }
         original(state_dict, prefix, *args)
 

@@ -141,8 +141,8 @@ def evaluate(cfg,
     scores = knn_classify(train_features, train_labels, test_features,
                           num_classes, k, temperature)
     train_counts = np.bincount(train_labels.numpy(), minlength=num_classes)
-    return group_accuracy(scores.argmax(1).numpy(), test_labels.numpy(),
-                          train_counts)
+    return group_accuracy(
+        scores.argmax(1).numpy(), test_labels.numpy(), train_counts)
 
 
 def parse_args(argv=None):

@@ -94,17 +94,16 @@ class PrototypeClusteringHook(Hook):
                 f'warmup_epochs={warmup_epochs!r}; expected an int >= 0.')
         if not isinstance(interval, int) or interval < 1:
             raise ValueError(f'interval={interval!r}; expected an int >= 1.')
-        kmeans_cfg = dict(backend='auto') if kmeans_cfg is None else dict(
-            kmeans_cfg)
+        kmeans_cfg = dict(
+            backend='auto') if kmeans_cfg is None else dict(kmeans_cfg)
         unknown = set(kmeans_cfg) - set(_KMEANS_OPTIONS)
         if unknown:
             raise ValueError(
                 f'kmeans_cfg has unknown options {sorted(unknown)}; expected '
                 f'some of {_KMEANS_OPTIONS}.')
         if dataloader is not None and not isinstance(dataloader, dict):
-            raise ValueError(
-                f'dataloader must be a config dict or None, got '
-                f'{type(dataloader).__name__}.')
+            raise ValueError(f'dataloader must be a config dict or None, got '
+                             f'{type(dataloader).__name__}.')
         if temperature is not None and not temperature > 0:
             raise ValueError(
                 f'temperature={temperature}; expected a value > 0 or None.')
@@ -169,11 +168,11 @@ class PrototypeClusteringHook(Hook):
     def before_train(self, runner) -> None:
         from mmengine.runner import EpochBasedTrainLoop
         if not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            loop = type(runner.train_loop).__name__
             raise ValueError(
                 'PrototypeClusteringHook clusters at epoch boundaries and '
                 'needs an epoch-based training loop (train_cfg=dict('
-                f'by_epoch=True, ...)), got {type(runner.train_loop).__name__}.'
-            )
+                f'by_epoch=True, ...)), got {loop}.')
         self._num_clusters(self.targets(runner.model))
         self.feature_extractor(runner.model)
 
@@ -204,7 +203,8 @@ class PrototypeClusteringHook(Hook):
             dataset = train_loader.dataset
             self._dataloader = DataLoader(
                 dataset,
-                batch_size=train_loader.batch_size,
+                # None when the training loader uses a batch sampler.
+                batch_size=train_loader.batch_size or 32,
                 sampler=DefaultSampler(dataset, shuffle=False, round_up=False),
                 num_workers=train_loader.num_workers,
                 collate_fn=train_loader.collate_fn)
@@ -316,16 +316,14 @@ class PrototypeClusteringHook(Hook):
                 outputs = self._cluster_one(features, k, seed,
                                             mean_concentration)
             else:
-                outputs = (features.new_empty(k, feat_dim),
-                           features.new_empty(k),
+                outputs = (features.new_empty(k,
+                                              feat_dim), features.new_empty(k),
                            torch.empty(
                                num_samples,
                                dtype=torch.long,
                                device=features.device),
                            torch.empty(
-                               1,
-                               dtype=torch.float64,
-                               device=features.device))
+                               1, dtype=torch.float64, device=features.device))
             if is_distributed():
                 for tensor in outputs:
                     torch_dist.broadcast(tensor, src=owner)
@@ -355,9 +353,10 @@ class PrototypeClusteringHook(Hook):
             used = int((torch.bincount(result['assignments'], minlength=k)
                         > 0).sum())
             phi = result['concentrations']
-            parts.append(f'k={k}: {used} non-empty, inertia '
-                         f'{result["inertia"]:.4g}, phi [{float(phi.min()):.4g}'
-                         f', {float(phi.max()):.4g}]')
+            parts.append(
+                f'k={k}: {used} non-empty, inertia '
+                f'{result["inertia"]:.4g}, phi [{float(phi.min()):.4g}'
+                f', {float(phi.max()):.4g}]')
         logger.info(f'PrototypeClusteringHook: epoch {epoch}, {num_samples} '
                     f'samples clustered in {seconds:.1f} s; ' +
                     '; '.join(parts))

@@ -189,7 +189,7 @@ class ContrastiveClsHead(BaseModule):
         return 'prototypes' in params
 
     def set_class_counts(self, class_counts) -> None:
-        """Store the class prior (for post-hoc adjustment) as a buffer."""
+        """Set the class prior here (post-hoc adjustment) and in the losses."""
         counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
         if counts.numel() != self.num_classes:
             raise ValueError(
@@ -202,6 +202,9 @@ class ContrastiveClsHead(BaseModule):
                              'no training samples')
         self.log_prior = (counts / counts.sum()).log().to(
             self.log_prior.device)
+        for loss in (self.loss_module, self.contrast_loss):
+            if callable(getattr(loss, 'set_class_counts', None)):
+                loss.set_class_counts(class_counts)
 
     # ---- the MMPretrain head protocol ----------------------------------
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:

@@ -69,8 +69,7 @@ def info_nce(query: torch.Tensor,
         negative_logits.append(query @ negative_keys.T / temperature)
     if in_batch_negatives:
         batch_logits = query @ positive_key.T / temperature
-        diagonal = torch.eye(
-            len(query), dtype=torch.bool, device=query.device)
+        diagonal = torch.eye(len(query), dtype=torch.bool, device=query.device)
         negative_logits.append(batch_logits.masked_fill(diagonal, -torch.inf))
     if decoupled:
         num_negatives = (0 if negative_keys is None else len(negative_keys)) \
@@ -250,14 +249,15 @@ def sample_negative_prototypes(
     return scores.topk(num_negatives, dim=1, largest=False).indices
 
 
-def proto_nce(features: torch.Tensor,
-              prototypes: Sequence[torch.Tensor],
-              concentrations: Sequence[torch.Tensor],
-              assignments: Sequence[torch.Tensor],
-              num_negatives: Optional[int] = None,
-              generator: Optional[torch.Generator] = None,
-              negative_indices: Optional[Sequence[torch.Tensor]] = None
-              ) -> torch.Tensor:
+def proto_nce(
+        features: torch.Tensor,
+        prototypes: Sequence[torch.Tensor],
+        concentrations: Sequence[torch.Tensor],
+        assignments: Sequence[torch.Tensor],
+        num_negatives: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        negative_indices: Optional[Sequence[torch.Tensor]] = None
+) -> torch.Tensor:
     r"""Per-sample prototype term of ProtoNCE, averaged over clusterings.
 
     For clustering ``m`` with prototypes ``c_j``, concentrations ``phi_j``
@@ -404,8 +404,7 @@ class ProtoNCELoss(nn.Module):
         self.register_buffer('prototypes', torch.zeros(0, 0))
         self.register_buffer('concentrations', torch.zeros(0))
         self.register_buffer(
-            'assignments', torch.zeros(
-                len(num_clusters), 0, dtype=torch.long))
+            'assignments', torch.zeros(len(num_clusters), 0, dtype=torch.long))
         self.register_buffer('clustering_epoch',
                              torch.tensor(-1, dtype=torch.long))
 
@@ -444,14 +443,13 @@ class ProtoNCELoss(nn.Module):
             epoch (int): The epoch the clustering was made for (>= 0).
         """
         num_clusterings = len(self.num_clusters)
-        if not (len(prototypes) == len(concentrations) == len(assignments)
-                == num_clusterings):
-            raise ValueError(
-                f'got {len(prototypes)} prototype sets, '
-                f'{len(concentrations)} concentration sets and '
-                f'{len(assignments)} assignment sets; expected '
-                f'{num_clusterings} of each (num_clusters='
-                f'{self.num_clusters}).')
+        if not (len(prototypes) == len(concentrations) == len(assignments) ==
+                num_clusterings):
+            raise ValueError(f'got {len(prototypes)} prototype sets, '
+                             f'{len(concentrations)} concentration sets and '
+                             f'{len(assignments)} assignment sets; expected '
+                             f'{num_clusterings} of each (num_clusters='
+                             f'{self.num_clusters}).')
         if epoch < 0:
             raise ValueError(f'epoch={epoch}; expected an int >= 0.')
         feat_dim = prototypes[0].shape[-1]
@@ -466,8 +464,8 @@ class ProtoNCELoss(nn.Module):
                 raise ValueError(
                     f'concentrations have shape {tuple(concentration.shape)};'
                     f' expected ({k}, ).')
-            if not (torch.isfinite(concentration).all()
-                    and (concentration > 0).all()):
+            if not (torch.isfinite(concentration).all() and
+                    (concentration > 0).all()):
                 raise ValueError(
                     'concentrations must be finite and positive, got min '
                     f'{float(concentration.min())}.')
@@ -535,9 +533,8 @@ class ProtoNCELoss(nn.Module):
                 f'target has shape {tuple(target.shape)}; expected '
                 f'({pred.shape[0]}, ): one dataset index per sample.')
         if target.is_floating_point() or target.dtype == torch.bool:
-            raise ValueError(
-                f'target must hold integer dataset indices, got '
-                f'{target.dtype}.')
+            raise ValueError(f'target must hold integer dataset indices, got '
+                             f'{target.dtype}.')
         compute_dtype = torch.promote_types(pred.dtype, torch.float32)
         features = pred.to(compute_dtype)
         if not self.has_prototypes:
@@ -547,8 +544,8 @@ class ProtoNCELoss(nn.Module):
                 raise ValueError(
                     f'pred has {features.shape[1]} dimensions; the '
                     f'prototypes have {self.prototypes.shape[1]}.')
-            if target.numel() and (int(target.min()) < 0 or
-                                   int(target.max()) >= self.num_samples):
+            if target.numel() and (int(target.min()) < 0
+                                   or int(target.max()) >= self.num_samples):
                 raise ValueError(
                     f'target (dataset indices) must be in [0, '
                     f'{self.num_samples - 1}] (the clustered training set), '
@@ -559,19 +556,16 @@ class ProtoNCELoss(nn.Module):
             slices = self._cluster_slices()
             sample_loss = proto_nce(
                 features,
-                [self.prototypes[rows].to(compute_dtype) for rows in slices],
-                [
+                [self.prototypes[rows].to(compute_dtype) for rows in slices], [
                     self.concentrations[rows].to(compute_dtype)
                     for rows in slices
-                ],
-                [self.assignments[m, target] for m in range(len(slices))],
+                ], [self.assignments[m, target] for m in range(len(slices))],
                 num_negatives=self.num_negatives)
         return self.loss_weight * weight_reduce_loss(sample_loss, weight,
                                                      reduction, avg_factor)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
         # The clustering's sizes (N_data, p) are only known once clustered:
         # take the checkpoint's sizes before the default shape check.
         for name in self._RESIZABLE_BUFFERS:

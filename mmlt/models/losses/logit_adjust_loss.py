@@ -221,7 +221,7 @@ class LogitAdjustLoss(nn.Module):
             torch.Tensor: The weighted loss.
         """
         reduction = reduction_override or self.reduction
-        if self.num_classes == 0:
+        if self.num_classes == 0 and self.tau != 0:
             raise RuntimeError(
                 'LogitAdjustLoss has no class prior: pass class_counts to the '
                 'constructor or call set_class_counts(counts) before the '
@@ -231,7 +231,8 @@ class LogitAdjustLoss(nn.Module):
                 f'cls_score has shape {tuple(cls_score.shape)}; expected '
                 '(N, C) logits.')
         num_samples, num_classes = cls_score.shape
-        if num_classes != self.num_classes:
+        has_prior = self.num_classes > 0  # tau = 0 (plain CE) needs none
+        if has_prior and num_classes != self.num_classes:
             raise ValueError(
                 f'cls_score has {num_classes} classes but the class prior has '
                 f'{self.num_classes} (from class_counts); they must match.')
@@ -264,7 +265,10 @@ class LogitAdjustLoss(nn.Module):
                 f'label has shape {tuple(label.shape)}; expected (N, ) class '
                 'indices or (N, C) soft targets.')
 
-        adjusted = cls_score + self.tau * self.log_prior.to(cls_score.dtype)
+        adjusted = cls_score
+        if self.tau != 0:
+            adjusted = cls_score + self.tau * self.log_prior.to(
+                cls_score.dtype)
         loss = F.cross_entropy(
             adjusted,
             label,

@@ -155,8 +155,8 @@ class PCL(MoCo):
             (0 before the first clustering).
         """
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-            got = (f'{len(inputs)} view(s)' if isinstance(inputs, (list, tuple))
-                   else f'a {type(inputs).__name__}')
+            got = (f'{len(inputs)} view(s)' if isinstance(
+                inputs, (list, tuple)) else f'a {type(inputs).__name__}')
             raise ValueError(
                 'PCL takes two augmented views per image (MultiView with '
                 f'num_views=2 in the pipeline), got {got}.')

@@ -39,7 +39,8 @@ class KMeansResult(NamedTuple):
         inertia (float): Sum over features of the squared Euclidean distance
             to their centroid.
         num_iters (int): Lloyd iterations run by the best restart (fewer than
-            asked when the assignments stopped changing).
+            asked when the assignments stopped changing; faiss reports the
+            number asked).
     """
     centroids: torch.Tensor
     assignments: torch.Tensor
@@ -85,8 +86,7 @@ def _block_rows(num_clusters: int, chunk_size: Optional[int]) -> int:
 def assign_to_centroids(
         features: torch.Tensor,
         centroids: torch.Tensor,
-        chunk_size: Optional[int] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
+        chunk_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid (Euclidean) of every feature, in blocks of rows.
 
     For unit centroids this is also the centroid of largest cosine
@@ -281,15 +281,16 @@ def _faiss_kmeans(features: torch.Tensor, num_clusters: int, num_iters: int,
         verbose=False,
         **(faiss_kwargs or {}))
     clustering.train(data)
-    # faiss returns squared L2 distances for its (L2) index.
-    sq_distances, assignments = clustering.index.search(data, 1)
+    # The index scores by inner product when spherical, so the distances are
+    # recomputed here; the assignment is the nearest centroid either way.
+    _, nearest = clustering.index.search(data, 1)
     centroids = torch.from_numpy(np.array(clustering.centroids)).to(
         device=features.device, dtype=features.dtype)
-    return KMeansResult(
-        centroids,
-        torch.from_numpy(assignments[:, 0].astype(np.int64)).to(
-            features.device), float(np.float64(sq_distances).sum()),
-        num_iters)
+    assignments = torch.from_numpy(nearest[:, 0].astype(np.int64)).to(
+        features.device)
+    sq_distances = ((features - centroids[assignments])**2).sum(dim=1)
+    return KMeansResult(centroids, assignments,
+                        float(sq_distances.double().sum()), num_iters)
 
 
 def kmeans(features: torch.Tensor,
@@ -349,8 +350,7 @@ def kmeans(features: torch.Tensor,
         raise ValueError(
             f'num_restarts={num_restarts}; expected a positive int.')
     if backend not in _BACKENDS:
-        raise ValueError(
-            f'backend={backend!r}; expected one of {_BACKENDS}.')
+        raise ValueError(f'backend={backend!r}; expected one of {_BACKENDS}.')
     if isinstance(init, torch.Tensor):
         if init.shape != (num_clusters, features.shape[1]):
             raise ValueError(
@@ -363,8 +363,7 @@ def kmeans(features: torch.Tensor,
     if backend == 'faiss' and not faiss_available():
         raise ValueError("backend='faiss' but faiss is not installed; use "
                          "backend='torch' or 'auto'.")
-    use_faiss = backend == 'faiss' or (backend == 'auto'
-                                       and faiss_available())
+    use_faiss = backend == 'faiss' or (backend == 'auto' and faiss_available())
     features = features.detach()
     if features.dtype in (torch.float16, torch.bfloat16):
         features = features.float()
@@ -423,8 +422,8 @@ def estimate_concentration(
         raise ValueError(
             f'assignments have shape {tuple(assignments.shape)}; expected '
             f'({features.shape[0]}, ).')
-    if assignments.numel() and (int(assignments.min()) < 0 or
-                                int(assignments.max()) >= num_clusters):
+    if assignments.numel() and (int(assignments.min()) < 0
+                                or int(assignments.max()) >= num_clusters):
         raise ValueError(
             f'assignments must be in [0, {num_clusters - 1}], got min '
             f'{int(assignments.min())} and max {int(assignments.max())}.')
@@ -471,7 +470,6 @@ def estimate_concentration(
         # A zero phi would divide the logits by zero.
         concentration[~positive] = concentration[positive].min()
     if mean_concentration is not None:
-        concentration = concentration * (mean_concentration /
-                                         concentration.mean())
+        concentration = concentration * (
+            mean_concentration / concentration.mean())
     return concentration.to(features.dtype)
-

@@ -44,8 +44,10 @@ def slow_info_nce(queries, keys, negatives, in_batch, decoupled, tau):
                                                  (True, True)])
 @pytest.mark.parametrize('decoupled', [False, True])
 def test_info_nce_and_dcl_match_loop(use_queue, in_batch, decoupled):
-    queries, keys, queue = unit(6, 5, seed=1), unit(6, 5, seed=2), unit(
-        9, 5, seed=3)
+    queries, keys, queue = unit(
+        6, 5, seed=1), unit(
+            6, 5, seed=2), unit(
+                9, 5, seed=3)
     negatives = queue if use_queue else None
     loss_cls = DecoupledContrastiveLoss if decoupled else InfoNCELoss
     loss_fn = loss_cls(
@@ -54,20 +56,25 @@ def test_info_nce_and_dcl_match_loop(use_queue, in_batch, decoupled):
     expected = slow_info_nce(queries, keys, negatives, in_batch, decoupled,
                              TAU)
     torch.testing.assert_close(loss, expected)
-    mean = loss_cls(temperature=TAU, in_batch_negatives=in_batch)(
-        queries, keys, negatives=negatives)
+    mean = loss_cls(
+        temperature=TAU, in_batch_negatives=in_batch)(
+            queries, keys, negatives=negatives)
     torch.testing.assert_close(mean, expected.mean())
 
 
 def test_info_nce_matches_moco_logits_cross_entropy():
     # MoCo's form: CE over [l_pos, l_neg] with the positive at index 0.
-    queries, keys, queue = unit(4, 3, seed=4), unit(4, 3, seed=5), unit(
-        7, 3, seed=6)
-    logits = torch.cat([(queries * keys).sum(1, keepdim=True),
-                        queries @ queue.T], dim=1) / TAU
+    queries, keys, queue = unit(
+        4, 3, seed=4), unit(
+            4, 3, seed=5), unit(
+                7, 3, seed=6)
+    logits = torch.cat(
+        [(queries * keys).sum(1, keepdim=True), queries @ queue.T],
+        dim=1) / TAU
     expected = F.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
-    loss = InfoNCELoss(temperature=TAU, in_batch_negatives=False)(
-        queries, keys, negatives=queue)
+    loss = InfoNCELoss(
+        temperature=TAU, in_batch_negatives=False)(
+            queries, keys, negatives=queue)
     torch.testing.assert_close(loss, expected)
 
 
@@ -118,7 +125,10 @@ def test_info_nce_bad_input(kwargs, inputs, message):
 # ---------------------------------------------------------------------------
 
 
-def slow_proto_nce(features, prototypes, concentrations, assignments,
+def slow_proto_nce(features,
+                   prototypes,
+                   concentrations,
+                   assignments,
                    negatives=None):
     """(1/M) sum_m -log(exp(v.c_s/phi_s) / sum_j exp(v.c_j/phi_j)), looped."""
     losses = []
@@ -126,8 +136,9 @@ def slow_proto_nce(features, prototypes, concentrations, assignments,
         total = 0.0
         for m, (centers, phi) in enumerate(zip(prototypes, concentrations)):
             s = int(assignments[m][i])
-            candidates = (range(len(centers)) if negatives is None else
-                          [s] + [int(j) for j in negatives[m][i]])
+            candidates = (
+                range(len(centers)) if negatives is None else [s] +
+                [int(j) for j in negatives[m][i]])
             denominator = sum(
                 math.exp(dot(v, centers[j]) / float(phi[j]))
                 for j in candidates)
@@ -221,8 +232,8 @@ def test_sampled_proto_nce_is_a_lower_denominator():
         num_clusters=(8, 9), num_negatives=3, reduction='none')
     features = unit(10, 4, seed=23)
     sample_idx = torch.arange(10)
-    assert (loss_sampled(features, sample_idx) <=
-            loss_all(features, sample_idx) + 1e-12).all()
+    assert (loss_sampled(features, sample_idx)
+            <= loss_all(features, sample_idx) + 1e-12).all()
 
 
 def test_proto_nce_zero_and_connected_before_clustering():
@@ -243,7 +254,8 @@ def test_proto_nce_gradcheck_and_concentration_scaling():
                                     (features, ))
     # halving every phi is the same as doubling the features' logits
     halved = ProtoNCELoss(num_clusters=(3, 5)).double()
-    halved.set_prototypes(*[[t.clone() for t in part] for part in clustering()])
+    halved.set_prototypes(*[[t.clone() for t in part]
+                            for part in clustering()])
     halved.concentrations /= 2
     prototypes, concentrations, assignments = clustering()
     expected = proto_nce(features.detach() * 2, prototypes, concentrations,
@@ -305,9 +317,8 @@ def test_float32_features_use_float32_buffers():
     assert loss_fn.prototypes.dtype == torch.float32
     features = unit(4, 4, seed=3)
     loss32 = loss_fn(features.float(), torch.arange(4))
-    expected = proto_nce(
-        features, [F.normalize(p, dim=1) for p in prototypes],
-        concentrations, [a[:4] for a in assignments]).mean()
+    expected = proto_nce(features, [F.normalize(p, dim=1) for p in prototypes],
+                         concentrations, [a[:4] for a in assignments]).mean()
     assert float(loss32) == pytest.approx(float(expected), rel=1e-5)
 
 

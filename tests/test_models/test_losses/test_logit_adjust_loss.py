@@ -184,3 +184,14 @@ def test_bad_inputs_raise_value_error():
         LogitAdjustLoss(COUNTS, tau=-1)
     with pytest.raises(ValueError, match='reduction'):
         LogitAdjustLoss(COUNTS, reduction='avg')
+
+
+def test_tau_zero_is_plain_cross_entropy_without_counts():
+    logits = torch.randn(5, 4)
+    labels = torch.tensor([0, 3, 1, 2, 2])
+    loss = LogitAdjustLoss(tau=0.0)
+    torch.testing.assert_close(
+        loss(logits, labels), torch.nn.functional.cross_entropy(logits,
+                                                                labels))
+    with pytest.raises(RuntimeError, match='no class prior'):
+        LogitAdjustLoss(tau=1.0)(logits, labels)

@@ -54,8 +54,8 @@ def slow_lloyd(points, centroids, num_iters, spherical=False):
             sum((xi - ci)**2 for xi, ci in zip(x, c)) for c in centroids
         ]
         assignment.append(distances.index(min(distances)))
-    return torch.tensor(centroids, dtype=torch.float64), torch.tensor(
-        assignment)
+    return torch.tensor(
+        centroids, dtype=torch.float64), torch.tensor(assignment)
 
 
 def test_blobs_match_sklearn_inertia_and_partition():
@@ -190,8 +190,7 @@ def test_faiss_backend_on_blobs():
     assert same_partition(result.assignments, labels)
 
 
-def slow_concentration(points, centroids, assignment, alpha, percentiles,
-                       tau):
+def slow_concentration(points, centroids, assignment, alpha, percentiles, tau):
     """phi by its formula, one cluster at a time, then numpy's percentiles."""
     k = len(centroids)
     phi = [None] * k

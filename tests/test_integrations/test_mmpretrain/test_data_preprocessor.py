@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+pytest.importorskip('mmpretrain')
+from mmpretrain.structures import DataSample  # noqa: E402
+
+from mmlt.integrations.mmpretrain import MultiViewDataPreprocessor  # noqa
+
+
+def make(**kwargs):
+    return MultiViewDataPreprocessor(
+        mean=[10.0, 20.0, 30.0], std=[2.0, 4.0, 5.0], **kwargs)
+
+
+def test_views_are_normalised_and_stacked_view_major():
+    pre = make()
+    views = [[torch.randint(0, 255, (3, 6, 6), dtype=torch.uint8)
+              for _ in range(4)] for _ in range(3)]
+    data = dict(
+        inputs=views,
+        data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    out = pre(data, training=True)
+    assert out['inputs'].shape == (12, 3, 6, 6)
+    mean = torch.tensor([10.0, 20.0, 30.0]).view(3, 1, 1)
+    std = torch.tensor([2.0, 4.0, 5.0]).view(3, 1, 1)
+    for v in range(3):
+        for b in range(4):
+            expected = (views[v][b].float() - mean) / std
+            torch.testing.assert_close(out['inputs'][v * 4 + b], expected)
+    assert [ds.gt_label.item() for ds in out['data_samples']] == [0, 1, 2, 3]
+
+
+def test_single_view_passes_through():
+    pre = make()
+    imgs = [torch.randint(0, 255, (3, 5, 5), dtype=torch.uint8)
+            for _ in range(2)]
+    out = pre(dict(inputs=imgs, data_samples=None))
+    assert out['inputs'].shape == (2, 3, 5, 5)
+
+
+def test_views_of_different_sizes_are_refused():
+    pre = make()
+    views = [[torch.zeros(3, 6, 6, dtype=torch.uint8)] * 2,
+             [torch.zeros(3, 4, 4, dtype=torch.uint8)] * 2]
+    with pytest.raises(ValueError, match='same shape'):
+        pre(dict(inputs=views, data_samples=None))
+
+
+def test_batch_augments_with_views_are_refused():
+    pre = make(num_classes=3, batch_augments=dict(
+        augments=dict(type='Mixup', alpha=1.0)))
+    views = [[torch.zeros(3, 4, 4, dtype=torch.uint8)] * 2] * 2
+    samples = [DataSample().set_gt_label(0), DataSample().set_gt_label(1)]
+    with pytest.raises(ValueError, match='mixup'):
+        pre(dict(inputs=views, data_samples=samples), training=True)

@@ -1,0 +1,100 @@
+"""tools/train.py on generated Fashion-MNIST-format data: train + val, and a
+run that crashes and resumes ends exactly where an uninterrupted run ends."""
+import os.path as osp
+
+import pytest
+import torch
+
+from fake_data import write_fake_fashion_mnist
+
+pytest.importorskip('mmpretrain')
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
+TINY = '''
+_base_ = [{base!r}]
+custom_imports = dict(imports=['mmlt_test_hooks'], allow_failed_imports=False)
+data_root = {root!r}
+lt = dict(n_max=24, imb_factor=4)
+train_dataloader = dict(
+    batch_size=8, num_workers=1, persistent_workers=False,
+    dataset=dict(data_root=data_root, **lt))
+val_dataloader = dict(
+    batch_size=20, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(train_dataset=dict(data_root=data_root, **lt))
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=3, val_interval=1)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=1, max_keep_ckpts=3))
+'''
+
+
+def write_tiny_config(tmp_path, base='proco_fashionmnistlt.py', extra=''):
+    root = write_fake_fashion_mnist(str(tmp_path / 'fmnist'))
+    path = tmp_path / 'tiny.py'
+    path.write_text(
+        TINY.format(base=osp.join(REPO, 'configs', base), root=root) + extra)
+    return str(path)
+
+
+def run_train(cfg_path, work_dir, *extra):
+    from tools.train import main
+    runner = main([
+        cfg_path, '--work-dir',
+        str(work_dir), '--cfg-options', f'experiment_name={work_dir.name}',
+        *extra
+    ])
+    return runner
+
+
+def model_state(runner):
+    model = getattr(runner.model, 'module', runner.model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_train_val_and_resume_equal_uninterrupted(tmp_path):
+    cfg = write_tiny_config(tmp_path)
+    full = run_train(cfg, tmp_path / 'full')
+    expected = model_state(full)
+    expected_metrics = full.val_loop.run()
+    assert set(expected_metrics) >= {'lt/top1', 'lt/many', 'lt/few'}
+
+    # the estimator saw exactly the training views: 2 contrastive views of
+    # every training image in the last epoch, and the epoch before
+    counts = expected['head.contrast_loss.estimator.current_counts']
+    n_train = len(full.train_dataloader.dataset)
+    assert counts.sum().item() == 2 * n_train
+    assert expected['head.contrast_loss.estimator.previous_counts'].sum(
+    ).item() == 2 * n_train
+    # the class prior came from the training set's counts (ClassCountsHook)
+    class_counts = torch.tensor(
+        full.train_dataloader.dataset.class_counts, dtype=torch.float64)
+    torch.testing.assert_close(
+        expected['head.loss_module.log_prior'],
+        (class_counts / class_counts.sum()).log())
+
+    crash = write_tiny_config(
+        tmp_path,
+        extra="custom_hooks = [dict(type='mmlt.ClassCountsHook'), "
+        "dict(type='mmlt.VMFWindowHook'), "
+        "dict(type='CrashAfterEpoch', epoch=2)]\n")
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        run_train(crash, tmp_path / 'part')
+    assert osp.exists(tmp_path / 'part' / 'epoch_2.pth')
+    resumed = run_train(cfg, tmp_path / 'part', '--resume')
+    assert resumed.epoch == 3
+    # it really resumed: the new run's log starts at epoch 3
+    with open(resumed.logger.log_file) as f:
+        log = f.read()
+    assert 'resumed epoch: 2' in log
+    assert 'Epoch(train) [3]' in log and 'Epoch(train) [1]' not in log
+    got = model_state(resumed)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6,
+                                   msg=key)
+    metrics = resumed.val_loop.run()
+    for key, value in expected_metrics.items():
+        assert metrics[key] == pytest.approx(value, nan_ok=True), key
