@@ -21,3 +21,6 @@ model = dict(
         contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
         contrast_weight=1.0),
 )
+
+# log progress a few times per epoch (39 iterations) on the CPU demo
+default_hooks = dict(logger=dict(interval=13))

@@ -1,0 +1,1 @@
+from .color_jitter import ColorJitter  # noqa: F401

@@ -136,8 +136,7 @@ class ClassCountsHook(Hook):
         loop = getattr(runner, loop_name, None)
         evaluator = getattr(loop, 'evaluator', None)
         metrics = list(self._metric_targets(evaluator))
-        modules = list(self._targets(runner))
-        if not metrics and not modules:
+        if not metrics:  # the model's priors come back with the checkpoint
             return
         try:
             counts = self._get_counts(runner)
@@ -151,8 +150,18 @@ class ClassCountsHook(Hook):
         for metric in metrics:
             metric.set_class_counts(counts)
 
+    @staticmethod
+    def _set_metric_out_dirs(runner, loop_name):
+        loop = getattr(runner, loop_name, None)
+        for metric in getattr(getattr(loop, 'evaluator', None), 'metrics',
+                              []) or []:
+            if callable(getattr(metric, 'set_out_dir', None)):
+                metric.set_out_dir(runner.work_dir)
+
     def before_val(self, runner) -> None:
+        self._set_metric_out_dirs(runner, 'val_loop')
         self._before_eval(runner, 'val_loop')
 
     def before_test(self, runner) -> None:
+        self._set_metric_out_dirs(runner, 'test_loop')
         self._before_eval(runner, 'test_loop')

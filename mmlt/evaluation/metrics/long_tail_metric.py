@@ -90,8 +90,11 @@ class LongTailAccuracy(BaseMetric):
         few_threshold (int): Defaults to 20.
         topk (int | Sequence[int]): Sample accuracies to report. Defaults to
             1.
-        out_file (str, optional): Path of the per-class CSV, written on the
-            main process at every evaluation. Defaults to None (no file).
+        out_file (str | bool, optional): Path of the per-class CSV, written
+            on the main process at every evaluation. Defaults to None: the
+            file is ``per_class_accuracy.csv`` in the runner's work dir when
+            :class:`mmlt.ClassCountsHook` is used (it calls
+            :meth:`set_out_dir`), no file otherwise. False: never write.
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): Defaults to None (``'lt'``).
     """
@@ -228,18 +231,25 @@ class LongTailAccuracy(BaseMetric):
             metrics[group] = float(
                 accuracies.mean()) if len(accuracies) else float('nan')
 
-        if self.out_file:
-            self._write_csv(class_accuracy, test_counts, correct)
+        out_file = self.out_file
+        if out_file is None and getattr(self, 'out_dir', None):
+            out_file = osp.join(self.out_dir, 'per_class_accuracy.csv')
+        if out_file:
+            self._write_csv(out_file, class_accuracy, test_counts, correct)
         return metrics
 
-    def _write_csv(self, class_accuracy: np.ndarray, test_counts: np.ndarray,
-                   correct: np.ndarray) -> None:
+    def set_out_dir(self, out_dir: str) -> None:
+        """Where the per-class CSV goes when ``out_file`` is None."""
+        self.out_dir = out_dir
+
+    def _write_csv(self, out_file: str, class_accuracy: np.ndarray,
+                   test_counts: np.ndarray, correct: np.ndarray) -> None:
         names = list((self.dataset_meta or {}).get('classes') or [])
         if len(names) != self.num_classes:
             names = [str(i) for i in range(self.num_classes)]
-        directory = osp.dirname(osp.abspath(self.out_file))
+        directory = osp.dirname(osp.abspath(out_file))
         os.makedirs(directory, exist_ok=True)
-        with open(self.out_file, 'w', newline='') as f:
+        with open(out_file, 'w', newline='') as f:
             writer = csv.writer(f)
             writer.writerow([
                 'class_index', 'class_name', 'train_count', 'test_count',

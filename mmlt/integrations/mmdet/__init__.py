@@ -1,1 +1,17 @@
-"""Parts that subclass MMDetection classes. Imported only when mmdet is installed."""
+"""Parts that subclass MMDetection classes; registered only when mmdet is
+installed, so that ``import mmlt`` needs just torch and mmengine."""
+import importlib.util
+
+if importlib.util.find_spec('mmdet') is not None:
+    from .contrastive_bbox_head import ContrastiveBBoxHead  # noqa: F401
+    from .contrastive_roi_head import ContrastiveRoIHead  # noqa: F401
+    from .det_logit_adjust_loss import DetLogitAdjustLoss  # noqa: F401
+    from .lvis import (LVISV1WithClassCounts,  # noqa: F401
+                       counts_from_category_image_map, lvis_class_counts,
+                       lvis_frequency_groups)
+
+    __all__ = [
+        'ContrastiveBBoxHead', 'ContrastiveRoIHead', 'DetLogitAdjustLoss',
+        'LVISV1WithClassCounts', 'counts_from_category_image_map',
+        'lvis_class_counts', 'lvis_frequency_groups'
+    ]

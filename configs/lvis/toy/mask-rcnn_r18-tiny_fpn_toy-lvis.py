@@ -1,0 +1,130 @@
+# A small Mask R-CNN on the toy LVIS v1 set that
+# tools/dataset_converters/make_toy_lvis.py builds from Fashion-MNIST, for the
+# CPU: ResNet-18 layout with 16 base channels, trained from scratch on
+# 128x128 images. Plain cross-entropy RoI classifier (the baseline); the
+# variants next to this file add logit adjustment and the contrastive branch.
+#
+#   python tools/dataset_converters/make_toy_lvis.py data/toy_lvis
+#   python tools/train.py configs/lvis/toy/mask-rcnn_r18-tiny_fpn_toy-lvis.py
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/default_runtime.py',
+]
+
+custom_imports = dict(
+    imports=['mmlt.integrations.mmdet'], allow_failed_imports=False)
+
+num_classes = 10
+data_root = 'data/toy_lvis/'
+classes = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal',
+           'shirt', 'sneaker', 'bag', 'ankle_boot')
+
+model = dict(
+    backbone=dict(
+        depth=18,
+        base_channels=16,
+        frozen_stages=-1,
+        norm_eval=False,
+        init_cfg=None),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=64),
+    rpn_head=dict(in_channels=64, feat_channels=64),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(
+            in_channels=64, fc_out_channels=256, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(
+            num_convs=2,
+            in_channels=64,
+            conv_out_channels=64,
+            num_classes=num_classes)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=500, max_per_img=200),
+        rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=300, max_per_img=100),
+        rcnn=dict(score_thr=0.0001, max_per_img=50)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        # Repeat-factor sampling of LVIS (Gupta et al., 2019) at 1e-3.
+        type='ClassBalancedDataset',
+        oversample_thr=1e-3,
+        dataset=dict(
+            type='mmlt.LVISV1WithClassCounts',
+            class_counts_mode='instance',
+            metainfo=dict(classes=classes),
+            data_root=data_root,
+            ann_file='annotations/lvis_v1_train.json',
+            data_prefix=dict(img=''),
+            filter_cfg=dict(filter_empty_gt=True, min_size=32),
+            pipeline=train_pipeline)))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='LVISV1Dataset',
+        metainfo=dict(classes=classes),
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img=''),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    type='LVISMetric',
+    ann_file=data_root + 'annotations/lvis_v1_val.json',
+    metric=['bbox', 'segm'])
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=12)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=12,
+        by_epoch=True,
+        milestones=[9, 11],
+        gamma=0.1)
+]
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
+    clip_grad=dict(max_norm=35, norm_type=2))
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=12),
+    visualization=dict(type='DetVisualizationHook'))
+log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -1,0 +1,116 @@
+"""A standard RoI head that adds a contrastive loss on the foreground RoIs."""
+from typing import List, Tuple
+
+from mmdet.models.roi_heads import StandardRoIHead
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.structures.bbox import bbox2roi
+from torch import Tensor
+
+from mmlt.registry import MODELS
+
+
+@MODELS.register_module()
+class ContrastiveRoIHead(StandardRoIHead):
+    """:class:`StandardRoIHead` whose box loss adds a contrastive term.
+
+    Training (:meth:`bbox_loss`): the sampled RoIs go through the box head
+    once; the usual classification and regression losses are computed by
+    ``bbox_head.loss_and_target``, and the RoIs whose target label is an
+    object class (``label < num_classes``, i.e. the sampled foreground RoIs,
+    including the ground-truth boxes the sampler adds as proposals) pass their
+    shared-fc features and labels to ``bbox_head.loss_contrast``. The
+    contrastive loss and, for ProCo, its vMF estimator therefore see exactly
+    those RoIs. The mask branch is untouched.
+
+    Prediction is :class:`StandardRoIHead`'s: the box head is called without
+    the shared feature and the projector never runs.
+
+    Use it with a box head that has ``loss_contrast`` and
+    ``forward(x, return_shared_feats)``, such as
+    :class:`mmlt.ContrastiveBBoxHead`. A box head without a contrastive
+    branch (``contrast_loss=None``) makes this head a
+    :class:`StandardRoIHead`.
+
+    Args:
+        **kwargs: Arguments of :class:`StandardRoIHead`.
+    """
+
+    def init_bbox_head(self, bbox_roi_extractor: dict,
+                       bbox_head: dict) -> None:
+        super().init_bbox_head(bbox_roi_extractor, bbox_head)
+        missing = [
+            name for name in ('loss_contrast', 'with_contrast')
+            if not hasattr(self.bbox_head, name)
+        ]
+        if missing:
+            raise ValueError(
+                f'ContrastiveRoIHead needs a box head with a contrastive '
+                f'branch (e.g. mmlt.ContrastiveBBoxHead); '
+                f'{type(self.bbox_head).__name__} lacks {missing}')
+
+    def _bbox_forward(self,
+                      x: Tuple[Tensor],
+                      rois: Tensor,
+                      return_shared_feats: bool = False) -> dict:
+        """Box head forward, optionally keeping the shared-fc features.
+
+        Args:
+            x (tuple[Tensor]): Multi-level image features.
+            rois (Tensor): ``(n, 5)`` RoIs, the first column the image index.
+            return_shared_feats (bool): Add ``'shared_feats'``
+                ``(n, fc_out_channels)`` to the result. Defaults to False,
+                which is exactly :meth:`StandardRoIHead._bbox_forward`.
+
+        Returns:
+            dict[str, Tensor]: ``cls_score``, ``bbox_pred``, ``bbox_feats``
+            (and ``shared_feats``).
+        """
+        if not return_shared_feats:
+            return super()._bbox_forward(x, rois)
+        bbox_feats = self.bbox_roi_extractor(
+            x[:self.bbox_roi_extractor.num_inputs], rois)
+        if self.with_shared_head:
+            bbox_feats = self.shared_head(bbox_feats)
+        cls_score, bbox_pred, shared_feats = self.bbox_head(
+            bbox_feats, return_shared_feats=True)
+        return dict(
+            cls_score=cls_score,
+            bbox_pred=bbox_pred,
+            bbox_feats=bbox_feats,
+            shared_feats=shared_feats)
+
+    def bbox_loss(self, x: Tuple[Tensor],
+                  sampling_results: List[SamplingResult]) -> dict:
+        """Box losses plus the contrastive loss of the foreground RoIs.
+
+        Args:
+            x (tuple[Tensor]): Multi-level image features.
+            sampling_results (list[SamplingResult]): Sampled RoIs per image.
+
+        Returns:
+            dict: As :meth:`StandardRoIHead.bbox_loss`; ``loss_bbox`` also
+            holds ``loss_contrast`` when the box head has the branch.
+        """
+        if not self.bbox_head.with_contrast:
+            return super().bbox_loss(x, sampling_results)
+        rois = bbox2roi([res.priors for res in sampling_results])
+        bbox_results = self._bbox_forward(x, rois, return_shared_feats=True)
+        bbox_loss_and_target = self.bbox_head.loss_and_target(
+            cls_score=bbox_results['cls_score'],
+            bbox_pred=bbox_results['bbox_pred'],
+            rois=rois,
+            sampling_results=sampling_results,
+            rcnn_train_cfg=self.train_cfg)
+        losses = dict(bbox_loss_and_target['loss_bbox'])
+
+        labels = bbox_loss_and_target['bbox_targets'][0]
+        # Background RoIs carry label num_classes.
+        foreground = (labels >= 0) & (labels < self.bbox_head.num_classes)
+        # Called on every rank, with an empty batch if need be: the loss
+        # gathers across ranks.
+        losses.update(
+            self.bbox_head.loss_contrast(
+                bbox_results['shared_feats'][foreground],
+                labels[foreground]))
+        bbox_results.update(loss_bbox=losses)
+        return bbox_results
