@@ -60,6 +60,10 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     expected = model_state(full)
     expected_metrics = full.val_loop.run()
     assert set(expected_metrics) >= {'lt/top1', 'lt/many', 'lt/few'}
+    # ClassCountsHook pointed the metric's per-class CSV at the work dir
+    with open(tmp_path / 'full' / 'per_class_accuracy.csv') as f:
+        rows = f.read().strip().splitlines()
+    assert rows[0].startswith('class_index') and len(rows) == 11
 
     # the estimator saw exactly the training views: 2 contrastive views of
     # every training image in the last epoch, and the epoch before

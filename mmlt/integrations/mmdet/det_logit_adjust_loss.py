@@ -68,3 +68,16 @@ class DetLogitAdjustLoss(LogitAdjustLoss):
             log_prior.new_zeros(1)  # background
         ])
         self.log_prior = adjustment.to(device=self.log_prior.device)
+
+    def forward(self, cls_score: torch.Tensor, label: torch.Tensor,
+                *args, **kwargs) -> torch.Tensor:
+        """The loss of :class:`mmlt.LogitAdjustLoss` with the adjustment
+        above; see its ``forward`` for the arguments."""
+        if self.num_classes and cls_score.dim() == 2 and \
+                cls_score.shape[1] != self.num_classes:
+            raise ValueError(
+                f'cls_score has {cls_score.shape[1]} columns; expected '
+                f'{self.num_classes}: the {self.num_classes - 1} object '
+                'classes of class_counts plus background (a Seesaw-style '
+                'classifier with extra columns needs its own loss)')
+        return super().forward(cls_score, label, *args, **kwargs)

@@ -1,0 +1,165 @@
+"""VMFWindowHook and ClassCountsHook on real Runners (toy models)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import ConcatDataset, Dataset
+
+from mmlt.engine.hooks import ClassCountsHook, dataset_class_counts
+from mmlt.models.losses import ProCoLoss
+
+
+class ToyData(Dataset):
+    """12 samples of 3 classes; get_cat_ids like an mmengine dataset."""
+
+    def __init__(self, labels=(0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 0)):
+        self.labels = list(labels)
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(len(self.labels), 4, generator=g)
+        self.metainfo = dict(classes=('a', 'b', 'c'))
+
+    def __len__(self):
+        return len(self.labels)
+
+    def get_cat_ids(self, idx):
+        return [self.labels[idx]]
+
+    def __getitem__(self, idx):
+        return dict(inputs=self.x[idx], labels=torch.tensor(self.labels[idx]))
+
+
+class ToyProCo(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 3)
+        self.loss = ProCoLoss(num_classes=3, feat_dim=3, temperature=0.5)
+
+    def forward(self, inputs, labels, mode='tensor'):
+        z = nn.functional.normalize(self.proj(inputs), dim=1)
+        if mode == 'loss':
+            return dict(loss=self.loss(z, labels))
+        return z
+
+
+def make_runner(work_dir, by_epoch, resume=False, window_iters=None,
+                dataset=None, crash_at=None):
+    torch.manual_seed(0)
+    if by_epoch:
+        train_cfg = dict(by_epoch=True, max_epochs=3)
+        ckpt = dict(type='CheckpointHook', interval=1)
+    else:
+        train_cfg = dict(by_epoch=False, max_iters=12)
+        ckpt = dict(type='CheckpointHook', interval=4, by_epoch=False)
+    hooks = [dict(type='mmlt.ClassCountsHook'),
+             dict(type='mmlt.VMFWindowHook', window_iters=window_iters)]
+    if crash_at is not None:
+        hooks.append(_Crash(crash_at))
+    return Runner(
+        model=ToyProCo(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=dataset or ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=True, seed=1),
+            batch_size=4,
+            collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=train_cfg,
+        default_hooks=dict(checkpoint=ckpt),
+        custom_hooks=hooks,
+        resume=resume,
+        randomness=dict(seed=1),
+        default_scope='mmengine')
+
+
+from mmengine.hooks import Hook  # noqa: E402
+
+
+class _Crash(Hook):
+    priority = 'LOWEST'
+
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.at_iter:
+            raise RuntimeError('simulated crash')
+
+
+def estimator_state(runner):
+    est = runner.model.loss.estimator
+    return {k: v.clone() for k, v in est.state_dict().items()}
+
+
+def test_epoch_windows_keep_last_and_current_epoch(tmp_path):
+    runner = make_runner(tmp_path, by_epoch=True)
+    runner.train()
+    est = runner.model.loss.estimator
+    # 3 epochs of 12 samples: the window holds epochs 2 and 3
+    assert est.current_counts.tolist() == [7, 3, 2]
+    assert est.previous_counts.tolist() == [7, 3, 2]
+    assert int(est.window_epoch) == 2
+    # ClassCountsHook set the loss prior from the dataset
+    expected = torch.tensor([7, 3, 2], dtype=torch.float64) / 12
+    torch.testing.assert_close(runner.model.loss.log_prior.exp().double(),
+                               expected)
+
+
+def test_iteration_windows(tmp_path):
+    runner = make_runner(tmp_path, by_epoch=False, window_iters=5)
+    runner.train()
+    est = runner.model.loss.estimator
+    # 12 iterations of 4 samples, windows start at iters 0, 5, 10:
+    # the current window holds iters 10-11, the previous one iters 5-9
+    assert est.current_counts.sum().item() == 2 * 4
+    assert est.previous_counts.sum().item() == 5 * 4
+    assert int(est.window_epoch) == 2
+
+
+@pytest.mark.parametrize('by_epoch', [True, False])
+def test_resume_restores_estimator_exactly(tmp_path, by_epoch):
+    full = make_runner(tmp_path / 'full', by_epoch, window_iters=5)
+    full.train()
+    expected = estimator_state(full)
+    crash_at = 6 if by_epoch else 8  # after epoch 2 / iteration 8
+    part = make_runner(tmp_path / 'part', by_epoch, window_iters=5,
+                       crash_at=crash_at)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        part.train()
+    resumed = make_runner(tmp_path / 'part', by_epoch, window_iters=5,
+                          resume=True)
+    resumed.train()
+    got = estimator_state(resumed)
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=1e-12)
+
+
+def test_dataset_class_counts_unwraps_and_counts_cat_ids():
+    data = ToyData()
+    assert dataset_class_counts(data).tolist() == [7, 3, 2]
+    # repeating a dataset does not change its prior; concatenation adds
+    class Repeat:  # the shape of mmengine's RepeatDataset
+
+        def __init__(self, dataset, times):
+            self.dataset, self.times = dataset, times
+
+    assert dataset_class_counts(Repeat(data, 3)).tolist() == [7, 3, 2]
+    concat = ConcatDataset([data, ToyData(labels=(2, 2))])
+    assert dataset_class_counts(concat).tolist() == [7, 3, 4]
+    with pytest.raises(ValueError, match='expects 5'):
+        dataset_class_counts(data, num_classes=5)
+
+
+def test_class_count_mismatch_is_a_clear_error(tmp_path):
+    runner = make_runner(tmp_path, by_epoch=True,
+                         dataset=ToyData(labels=(0, 1, 0, 1)))
+    with pytest.raises(ValueError, match='class'):
+        runner.train()
+
+
+def test_explicit_counts_override_dataset():
+    hook = ClassCountsHook(class_counts=[1, 2, 3])
+    assert np.array_equal(hook._get_counts(runner=None), [1, 2, 3])
