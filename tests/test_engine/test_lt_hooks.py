@@ -14,11 +14,12 @@ from mmlt.models.losses import ProCoLoss
 class ToyData(Dataset):
     """12 samples of 3 classes; get_cat_ids like an mmengine dataset."""
 
-    def __init__(self, labels=(0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 0)):
+    def __init__(self, labels=(0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 0),
+                 classes=('a', 'b', 'c')):
         self.labels = list(labels)
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(len(self.labels), 4, generator=g)
-        self.metainfo = dict(classes=('a', 'b', 'c'))
+        self.metainfo = dict(classes=classes)
 
     def __len__(self):
         return len(self.labels)
@@ -155,8 +156,9 @@ def test_dataset_class_counts_unwraps_and_counts_cat_ids():
 
 def test_class_count_mismatch_is_a_clear_error(tmp_path):
     runner = make_runner(tmp_path, by_epoch=True,
-                         dataset=ToyData(labels=(0, 1, 0, 1)))
-    with pytest.raises(ValueError, match='class'):
+                         dataset=ToyData(labels=(0, 1, 0, 1),
+                                         classes=('a', 'b')))
+    with pytest.raises(ValueError, match='2 entries'):
         runner.train()
 
 

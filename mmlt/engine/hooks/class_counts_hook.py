@@ -39,7 +39,8 @@ def dataset_class_counts(dataset, num_classes: Optional[int] = None):
         if hasattr(leaf, 'class_counts') and leaf.class_counts is not None:
             counts = np.asarray(leaf.class_counts, dtype=np.int64)
         elif hasattr(leaf, 'get_cat_ids'):
-            size = num_classes or len(leaf.metainfo.get('classes', ())) or 0
+            metainfo = getattr(leaf, 'metainfo', None) or {}
+            size = len(metainfo.get('classes', ()) or ()) or num_classes or 0
             counts = np.zeros(size, dtype=np.int64)
             for idx in range(len(leaf)):
                 for cat in leaf.get_cat_ids(idx):

@@ -1,0 +1,20 @@
+# Shared by the mmlt LVIS v1 configs: the training set carries its class
+# counts (instances per category of lvis_v1_train.json), which
+# mmlt.ClassCountsHook hands to every loss with set_class_counts (logit
+# adjustment, ProCo), and mmlt.VMFWindowHook starts a new vMF window every
+# epoch (ProCo's estimator pools the previous and the current epoch).
+_base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
+
+custom_imports = dict(
+    imports=['mmlt.integrations.mmdet'], allow_failed_imports=False)
+
+train_dataloader = dict(
+    dataset=dict(
+        dataset=dict(
+            type='mmlt.LVISV1WithClassCounts',
+            class_counts_mode='instance')))
+
+custom_hooks = [
+    dict(type='mmlt.ClassCountsHook'),
+    dict(type='mmlt.VMFWindowHook'),
+]

@@ -1,0 +1,17 @@
+# The ProCo config with class-aware sampling (Shen et al., ECCV 2016) instead
+# of repeat-factor sampling: every iteration draws a category uniformly, then
+# an image containing it (MMDetection's ClassAwareSampler, multi-label aware).
+# The class prior of the losses stays the annotation file's instance counts.
+_base_ = './mask-rcnn_r50_fpn_proco_sample1e-3_ms-1x_lvis-v1.py'
+
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='ClassAwareSampler', num_sample_class=1),
+    dataset=dict(
+        _delete_=True,
+        type='mmlt.LVISV1WithClassCounts',
+        class_counts_mode='instance',
+        data_root='data/lvis_v1/',
+        ann_file='annotations/lvis_v1_train.json',
+        data_prefix=dict(img=''),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline={{_base_.train_pipeline}}))

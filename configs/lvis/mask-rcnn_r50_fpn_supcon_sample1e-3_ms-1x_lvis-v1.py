@@ -1,0 +1,13 @@
+# Mask R-CNN R50-FPN on LVIS v1 + supervised contrastive loss (Khosla et al.,
+# NeurIPS 2020) on the foreground RoIs, features gathered from all GPUs; the
+# classifier keeps MMDetection's cross-entropy.
+_base_ = './_base_/mask-rcnn_r50_fpn_class-counts_lvis-v1.py'
+
+model = dict(
+    roi_head=dict(
+        type='mmlt.ContrastiveRoIHead',
+        bbox_head=dict(
+            type='mmlt.ContrastiveBBoxHead',
+            proj_dims=(1024, 128),
+            contrast_loss=dict(type='mmlt.SupConLoss', temperature=0.1),
+            contrast_weight=0.5)))

@@ -1,0 +1,84 @@
+"""The LVIS v1 configs load and their RoI heads build (the full detectors
+are exercised on the toy set)."""
+import glob
+import os.path as osp
+
+import pytest
+
+pytest.importorskip('mmdet')
+
+from mmengine.config import Config  # noqa: E402
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
+LVIS_CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs', 'lvis', 'mask-rcnn_*.py')))
+TOY_CONFIGS = sorted(
+    glob.glob(osp.join(REPO, 'configs', 'lvis', 'toy', 'mask-rcnn_*.py')))
+
+# name fragment -> (contrastive loss type, classifier loss type)
+EXPECTED = {
+    '_proco_': ('mmlt.ProCoLoss', 'mmlt.DetLogitAdjustLoss'),
+    '_bcl_': ('mmlt.BCLLoss', 'mmlt.DetLogitAdjustLoss'),
+    '_supcon_': ('mmlt.SupConLoss', 'CrossEntropyLoss'),
+    '_seesaw-proco_': ('mmlt.ProCoLoss', 'SeesawLoss'),
+    '_la_': (None, 'mmlt.DetLogitAdjustLoss'),
+}
+
+
+def expected_for(path):
+    name = osp.basename(path)
+    for fragment, expected in EXPECTED.items():
+        if fragment in name:
+            return expected
+    return None, 'CrossEntropyLoss'
+
+
+def test_all_variants_exist():
+    names = {osp.basename(path) for path in LVIS_CONFIGS}
+    for fragment in ('_proco_', '_bcl_', '_supcon_', '_seesaw-proco_',
+                     '_la_', 'class-aware'):
+        assert any(fragment in name for name in names), fragment
+    assert 'mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py' in names
+
+
+@pytest.mark.parametrize(
+    'path', LVIS_CONFIGS + TOY_CONFIGS, ids=osp.basename)
+def test_config_roi_head_builds(path):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    import mmlt.integrations.mmdet  # noqa: F401  (custom_imports)
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmdet'
+    bbox_head = cfg.model.roi_head.bbox_head
+    contrast, classifier = expected_for(path)
+    assert bbox_head.loss_cls.type == classifier
+    assert bbox_head.get('contrast_loss', {}).get('type') == contrast
+    if contrast is not None:
+        assert cfg.model.roi_head.type == 'mmlt.ContrastiveRoIHead'
+        hooks = [hook['type'] for hook in cfg.custom_hooks]
+        assert hooks[:2] == ['mmlt.ClassCountsHook', 'mmlt.VMFWindowHook']
+    if classifier.startswith('mmlt.') or contrast is not None:
+        # the prior comes from the training set's annotation file
+        dataset = cfg.train_dataloader.dataset
+        dataset = dataset.get('dataset', dataset)
+        assert dataset.type == 'mmlt.LVISV1WithClassCounts'
+    num_classes = 10 if '/toy/' in path else 1203
+    assert bbox_head.num_classes == num_classes
+    if 'class-aware' in path:
+        assert cfg.train_dataloader.sampler.type == 'ClassAwareSampler'
+        assert cfg.train_dataloader.dataset.pipeline[0].type == \
+            'LoadImageFromFile'
+    elif '/toy/' not in path:
+        assert cfg.train_dataloader.dataset.type == 'ClassBalancedDataset'
+        assert cfg.train_dataloader.dataset.oversample_thr == 1e-3
+    assert cfg.val_evaluator.type == 'LVISMetric'
+
+    roi_head_cfg = cfg.model.roi_head.copy()
+    roi_head_cfg.update(
+        train_cfg=cfg.model.train_cfg.rcnn, test_cfg=cfg.model.test_cfg.rcnn)
+    roi_head = MODELS.build(roi_head_cfg)
+    if contrast is not None:
+        assert roi_head.bbox_head.with_contrast
+        assert type(roi_head.bbox_head.contrast_loss).__name__ == \
+            contrast.split('.')[-1]
