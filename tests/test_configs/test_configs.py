@@ -53,14 +53,20 @@ def load(name):
 # ---------------------------------------------------------------- expected
 # cifar: ProCo's CIFAR recipe; imagenet: ProCo's/BCL's ImageNet-LT recipe;
 # fashion: the CPU demo (proco_fashionmnistlt.py, kept as it is).
+# Normalisation of the reference code: (mean, std) in [0, 1] units, RGB.
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+INAT_STATS = ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192))
+
 _CIFAR = dict(
     backbone=('mmlt.CifarResNet', 32), in_channels=64, proj_dims=(512, 128),
     classifier='linear', lr=0.3, weight_decay=2e-4, epochs=200,
-    batch_size=256, schedule='step', crop=32)
+    batch_size=256, schedule='step', crop=32, stats=CIFAR_STATS,
+    to_rgb=False)
 _IMAGENET = dict(
     backbone=('ResNet', 50), in_channels=2048, proj_dims=(2048, 1024),
     classifier='cosine', lr=0.1, weight_decay=5e-4, epochs=90, batch_size=32,
-    schedule='cosine', crop=224)
+    schedule='cosine', crop=224, stats=IMAGENET_STATS, to_rgb=True)
 _FASHION = dict(
     backbone=('mmlt.CifarResNet', 20), in_channels=64, proj_dims=(512, 128),
     classifier='linear', lr=0.1, weight_decay=5e-4, epochs=20, batch_size=64,
@@ -85,7 +91,7 @@ EXPECTED = {
         _IMAGENET, **_PROCO_IN, num_classes=1000, backbone=('ResNeXt', 50)),
     'proco_r50_inat2018.py': dict(
         _IMAGENET, **_PROCO_IN, num_classes=8142, lr=0.2,
-        weight_decay=1e-4),
+        weight_decay=1e-4, stats=INAT_STATS),
     # Not from a paper (see the config): an untuned fine-tuning start point.
     'proco_r50_placeslt.py': dict(
         _IMAGENET, **_PROCO_IN, num_classes=365, lr=0.01, epochs=30),
@@ -166,7 +172,9 @@ def test_hyper_parameters(name):
     schedulers = cfg.param_scheduler
     if exp['schedule'] == 'step':
         warmup, step = schedulers
-        assert warmup.type == 'LinearLR' and warmup.end == 5
+        # lr * (epoch + 1) / 5 over epochs 0-4, as in the reference code
+        assert warmup.type == 'LinearLR' and warmup.by_epoch
+        assert (warmup.begin, warmup.end, warmup.start_factor) == (0, 5, 0.2)
         assert step.type == 'MultiStepLR'
         assert list(step.milestones) == [160, 180] and step.gamma == 0.1
     else:
@@ -174,6 +182,14 @@ def test_hyper_parameters(name):
         assert cosine.type == 'CosineAnnealingLR'
         assert cosine.end == exp['epochs']
         assert cosine.T_max == cosine.end - cosine.begin
+    if 'stats' in exp:
+        preprocessor = cfg.data_preprocessor
+        assert preprocessor.type == 'mmlt.MultiViewDataPreprocessor'
+        assert preprocessor.to_rgb == exp['to_rgb']
+        mean, std = exp['stats']
+        np.testing.assert_allclose(preprocessor.mean, np.multiply(mean, 255))
+        np.testing.assert_allclose(preprocessor.std, np.multiply(std, 255))
+        assert cfg.train_dataloader.drop_last
     sampler = cfg.train_dataloader.sampler['type']
     assert sampler == exp.get('sampler', 'DefaultSampler')
     hook_types = [h['type'] for h in cfg.custom_hooks]

@@ -1,15 +1,12 @@
 """PrototypeClusteringHook: identical prototypes on two gloo ranks, and a real
 mmengine Runner that saves and resumes the clustering."""
 import copy
-import os
 import time
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -18,6 +15,8 @@ from torch.utils.data import Dataset
 from mmlt.engine.hooks import PrototypeClusteringHook
 from mmlt.models.losses import ProtoNCELoss
 from mmlt.models.utils import estimate_concentration, kmeans
+
+from dist_launch import init_gloo, run_two_ranks
 
 NUM_CLUSTERS = (3, 5)
 KMEANS_CFG = dict(backend='torch', num_iters=10, num_restarts=2)
@@ -119,16 +118,8 @@ def test_single_process_cluster_matches_reference():
         torch.testing.assert_close(float(phi.mean()), 0.3)
 
 
-def _init_gloo(rank, port):
-    torch.set_num_threads(1)
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch_dist.init_process_group(
-        'gloo', rank=rank, world_size=2, timeout=timedelta(seconds=30))
-
-
 def _two_rank_worker(rank, port):
-    _init_gloo(rank, port)
+    init_gloo(rank, port)
     try:
         torch.manual_seed(0)  # the same model on both ranks
         model, dataset = ToyPCL().double(), ToyDataset(num_samples=37)
@@ -156,19 +147,7 @@ def _two_rank_worker(rank, port):
 
 
 def test_two_gloo_ranks_get_identical_prototypes(port):
-    start_method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
-    context = mp.start_processes(
-        _two_rank_worker,
-        args=(port, ),
-        nprocs=2,
-        join=False,
-        start_method=start_method)
-    deadline = time.monotonic() + 60
-    while not context.join(timeout=0.2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail('2-process run did not finish in 60 s')
+    run_two_ranks(_two_rank_worker, port)
 
 
 def test_warmup_interval_and_restored_epoch_skip(monkeypatch):

@@ -1,18 +1,16 @@
 """Tests of BCLLoss against a slow loop, the class-averaging and
 class-complement properties, and a real two-process gloo run."""
 import math
-import os
-import time
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from mmlt.models.losses import BCLLoss, SupConLoss
 from mmlt.registry import MODELS
+
+from dist_launch import init_gloo, run_two_ranks
 
 
 def _slow_bcl(features, labels, prototypes, temperature):
@@ -201,30 +199,8 @@ def test_bad_inputs_raise_value_error():
         loss(features, labels)  # prototypes are required
 
 
-def _run_two_ranks(worker, port: int, *args, timeout: float = 60.0) -> None:
-    """Run ``worker(rank, port, *args)`` on two gloo ranks; fail on timeout."""
-    # fork starts in milliseconds where spawn re-imports torch (seconds).
-    start_method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
-    context = mp.start_processes(
-        worker,
-        args=(port, ) + args,
-        nprocs=2,
-        join=False,
-        start_method=start_method)
-    deadline = time.monotonic() + timeout
-    while not context.join(timeout=0.2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail(f'2-process run did not finish in {timeout} s')
-
-
 def _distributed_worker(rank: int, port: int) -> None:
-    torch.set_num_threads(1)
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch_dist.init_process_group(
-        'gloo', rank=rank, world_size=2, timeout=timedelta(seconds=30))
+    init_gloo(rank, port)
     try:
         for sizes, reduction in [((4, 4), 'mean'), ((2, 5), 'sum'),
                                  ((0, 3), 'sum')]:
@@ -264,4 +240,4 @@ def _distributed_worker(rank: int, port: int) -> None:
 
 def test_two_process_gloo_matches_single_process(port):
     # port: a free port, from the fixture in tests/conftest.py.
-    _run_two_ranks(_distributed_worker, port)
+    run_two_ranks(_distributed_worker, port)

@@ -1,43 +1,13 @@
 """Tests of the autograd-aware and plain gathers, on one process and on a real
 two-process gloo group."""
-import os
-import time
-from datetime import timedelta
-
-import pytest
 import torch
 import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 
 from mmlt.models.utils import (all_gather_with_grad, all_reduce_sum,
                                gather_batch_sizes, gather_no_grad,
                                is_distributed)
 
-
-def _run_two_ranks(worker, port: int, *args, timeout: float = 60.0) -> None:
-    """Run ``worker(rank, port, *args)`` on two gloo ranks; fail on timeout."""
-    # fork starts in milliseconds where spawn re-imports torch (seconds).
-    start_method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
-    context = mp.start_processes(
-        worker,
-        args=(port, ) + args,
-        nprocs=2,
-        join=False,
-        start_method=start_method)
-    deadline = time.monotonic() + timeout
-    while not context.join(timeout=0.2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail(f'2-process run did not finish in {timeout} s')
-
-
-def _init_gloo(rank: int, port: int) -> None:
-    torch.set_num_threads(1)
-    os.environ['MASTER_ADDR'] = '127.0.0.1'
-    os.environ['MASTER_PORT'] = str(port)
-    torch_dist.init_process_group(
-        'gloo', rank=rank, world_size=2, timeout=timedelta(seconds=30))
+from dist_launch import init_gloo, run_two_ranks
 
 
 def _anchor_loss(anchors: torch.Tensor,
@@ -65,7 +35,7 @@ def test_identity_without_process_group():
 
 
 def _gather_worker(rank: int, port: int, size_cases, dim: int) -> None:
-    _init_gloo(rank, port)
+    init_gloo(rank, port)
     try:
         assert is_distributed()
         for sizes in size_cases:
@@ -124,4 +94,4 @@ def _check_gathers(rank: int, sizes, dim: int) -> None:
 def test_two_process_gather_matches_single_process(port):
     # Unequal batches (the last batch of an epoch), an empty rank, and equal
     # batches; one spawn for all three keeps the test fast.
-    _run_two_ranks(_gather_worker, port, [(3, 5), (0, 2), (4, 4)], 4)
+    run_two_ranks(_gather_worker, port, [(3, 5), (0, 2), (4, 4)], 4)

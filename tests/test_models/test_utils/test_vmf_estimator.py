@@ -10,6 +10,8 @@ from mmlt.models.utils.vmf import estimate_kappa
 from mmlt.models.utils.vmf_estimator import VMFEstimator
 from mmlt.registry import MODELS
 
+from dist_launch import init_gloo, run_two_ranks
+
 NUM_CLASSES, FEAT_DIM = 6, 5
 
 
@@ -302,10 +304,8 @@ def rank_batch(rank, step):
     return unit_batch(size, 100 * step + rank)
 
 
-def _dist_worker(rank, world_size, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    torch.distributed.init_process_group(
-        'gloo', rank=rank, world_size=world_size)
+def _dist_worker(rank, port, out_dir):
+    init_gloo(rank, port)
     try:
         for index, config in enumerate(DIST_CONFIGS):
             estimator = VMFEstimator(NUM_CLASSES, FEAT_DIM, **config)
@@ -321,8 +321,7 @@ def _dist_worker(rank, world_size, port, out_dir):
 
 
 def test_distributed_statistics_match_single_process(tmp_path, port):
-    torch.multiprocessing.spawn(
-        _dist_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    run_two_ranks(_dist_worker, port, str(tmp_path))
     for index, config in enumerate(DIST_CONFIGS):
         states = [
             torch.load(tmp_path / f'{index}_{rank}.pth', weights_only=True)
