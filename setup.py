@@ -37,7 +37,10 @@ setup(
             'mmdet>=3.3.0,<3.4.0', 'torchvision', 'pycocotools', 'lvis>=0.5.3',
             'matplotlib', 'scipy'
         ],
-        'tests': ['pytest', 'pytest-timeout', 'mpmath', 'scipy', 'scikit-learn'],
+        'tests': [
+            'pytest', 'pytest-timeout', 'mpmath', 'scipy', 'scikit-learn',
+            'faiss-cpu'
+        ],
     },
     zip_safe=False,
 )

@@ -37,8 +37,8 @@ def parse_args(argv=None):
         help='what --out stores; defaults to pred')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted images are saved (relative paths are '
-        'under the timestamped work dir)')
+        help='directory where painted images are saved; a relative path is '
+        'under the work dir (MMDetection: under its timestamped run folder)')
     parser.add_argument(
         '--show', action='store_true', help='show results in a window')
     parser.add_argument(
@@ -84,7 +84,8 @@ def enable_visualization(cfg, args):
         vis['wait_time'] = args.wait_time
         vis['interval'] = args.interval
         if args.show_dir:
-            vis['out_dir'] = args.show_dir
+            # MMPretrain would write a relative out_dir under the cwd
+            vis['out_dir'] = osp.join(cfg.work_dir, args.show_dir)
     return cfg
 
 

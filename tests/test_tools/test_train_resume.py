@@ -102,3 +102,34 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     metrics = resumed.val_loop.run()
     for key, value in expected_metrics.items():
         assert metrics[key] == pytest.approx(value, nan_ok=True), key
+
+    # tools/test.py on the final checkpoint gives the same metrics, dumps
+    # the predictions and the metrics
+    from mmengine.fileio import load
+
+    from tools.test import main as test_main
+    preds = tmp_path / 'preds.pkl'
+    tested = test_main([
+        cfg,
+        str(tmp_path / 'full' / 'epoch_3.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--out',
+        str(preds), '--cfg-options', 'experiment_name=test'
+    ])
+    for key, value in expected_metrics.items():
+        assert tested[key] == pytest.approx(value, nan_ok=True), key
+    dumped = load(str(preds))
+    assert len(dumped) == 40  # 4 test images of each of the 10 classes
+    assert all(d['pred_score'].shape == (10, ) for d in dumped)
+    metrics_file = tmp_path / 'metrics.json'
+    test_main([
+        cfg,
+        str(tmp_path / 'full' / 'epoch_3.pth'), '--work-dir',
+        str(tmp_path / 'test2'), '--out',
+        str(metrics_file), '--out-item', 'metrics', '--show-dir', 'vis',
+        '--interval', '10', '--cfg-options', 'experiment_name=test2'
+    ])
+    # every 10th test image was painted, under the work dir
+    painted = sorted(p.name for p in (tmp_path / 'test2' / 'vis').iterdir())
+    assert painted == ['0_0.png', '10_0.png', '20_0.png', '30_0.png']
+    assert load(str(metrics_file))['lt/top1'] == pytest.approx(
+        expected_metrics['lt/top1'])
