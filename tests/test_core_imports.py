@@ -1,0 +1,36 @@
+"""The core imports with torch + mmengine only: MMPretrain, MMDetection and
+mmcv are imported lazily, by the integrations, when they are installed."""
+import subprocess
+import sys
+
+CHILD = r'''
+import sys
+# make the hosts unimportable, as on a machine without them
+for name in ('mmpretrain', 'mmdet', 'mmcv', 'lvis', 'faiss'):
+    sys.modules[name] = None
+import mmlt
+import mmlt.models, mmlt.datasets, mmlt.engine, mmlt.evaluation
+from mmlt.registry import MODELS, HOOKS, DATASETS, DATA_SAMPLERS, METRICS
+for registry in (MODELS, HOOKS, DATASETS, DATA_SAMPLERS, METRICS):
+    registry.import_from_location()
+import torch
+from mmlt.models.losses import ProCoLoss
+loss = ProCoLoss(num_classes=3, feat_dim=4, class_counts=[3, 2, 1])
+z = torch.nn.functional.normalize(torch.randn(5, 4), dim=1)
+value = loss(z, torch.tensor([0, 1, 2, 0, 1]))
+assert torch.isfinite(value)
+for key in ('ProCoLoss', 'BCLLoss', 'SupConLoss', 'ContrastiveClsHead',
+            'VMFEstimator', 'ProtoNCELoss'):
+    assert MODELS.get(key) is not None, key
+assert 'MultiViewDataPreprocessor' not in MODELS.module_dict
+loaded = [m for m in ('mmpretrain', 'mmdet', 'mmcv') if sys.modules.get(m)]
+print('loaded hosts:', loaded)
+assert not loaded
+'''
+
+
+def test_core_imports_without_hosts():
+    out = subprocess.run([sys.executable, '-c', CHILD],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'loaded hosts: []' in out.stdout
