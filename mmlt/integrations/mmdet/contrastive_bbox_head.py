@@ -8,7 +8,6 @@ foreground RoIs of a two-stage detector.
 import inspect
 from typing import Optional, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from torch import Tensor

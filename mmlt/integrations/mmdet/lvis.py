@@ -30,7 +30,7 @@ def _check_mode(mode: str) -> None:
 def counts_from_category_image_map(category_images: Dict[int, Sequence[int]],
                                    category_ids: Sequence[int],
                                    mode: str = 'instance') -> np.ndarray:
-    """Per-category counts from a map ``category id -> image id per annotation``.
+    """Per-category counts from ``category id -> image id of each annotation``.
 
     This is the ``cat_img_map`` of the LVIS API (one image id per annotation,
     so an image with three mugs lists its id three times).

@@ -57,6 +57,8 @@ def test_hook_protocol_and_checkpoint():
     restored = DetLogitAdjustLoss()
     restored.load_state_dict(loss.state_dict())
     torch.testing.assert_close(restored.log_prior, loss.log_prior)
-    with pytest.raises(ValueError, match='3 object classes of class_counts plus background'):
+    with pytest.raises(
+            ValueError,
+            match='3 object classes of class_counts plus background'):
         # an (N, C) classifier without a background column is refused
         loss(torch.randn(2, 3), torch.tensor([0, 1]))

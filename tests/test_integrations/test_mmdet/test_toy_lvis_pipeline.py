@@ -45,7 +45,6 @@ def toy_root(tmp_path_factory):
 def test_toy_lvis_has_lvis_v1_format(toy_root):
     import cv2
     from lvis import LVIS
-    from pycocotools import mask as mask_utils
 
     from mmlt.datasets.lt_base import make_lt_counts
     builder = load_builder()
