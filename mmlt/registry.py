@@ -34,12 +34,13 @@ MODEL_WRAPPERS = Registry(
     parent=MMENGINE_MODEL_WRAPPERS,
     scope='mmlt',
     locations=['mmlt.models'])
-#: Long-tailed datasets.
+#: Long-tailed datasets (classification, and LVIS with class counts when
+#: MMDetection is installed).
 DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,
     scope='mmlt',
-    locations=['mmlt.datasets'])
+    locations=['mmlt.datasets', 'mmlt.integrations.mmdet'])
 #: Class-aware and other balanced samplers.
 DATA_SAMPLERS = Registry(
     'data sampler',

@@ -69,6 +69,20 @@ def test_mmlt_prefix_resolves_under_default_scope(scope):
     assert missing == []
 
 
+def test_every_class_lives_under_its_registry_locations():
+    # A lookup imports only the registry's own locations, so a class defined
+    # elsewhere resolves only if another registry happened to import its
+    # module first (a config's first mmlt lookup may be its dataset).
+    names = registered_names()
+    for registry_name in REGISTRIES:
+        registry = getattr(mmlt_registry, registry_name)
+        for key in names[registry_name]:
+            module = registry.module_dict[key].__module__
+            assert any(
+                module == loc or module.startswith(loc + '.')
+                for loc in registry._locations), (registry_name, key, module)
+
+
 def test_unknown_mmlt_name_is_none():
     from mmengine.registry import MODELS
     assert MODELS.get('mmlt.NoSuchLoss') is None

@@ -3,10 +3,9 @@
 # mmlt.ClassCountsHook hands to every loss with set_class_counts (logit
 # adjustment, ProCo), and mmlt.VMFWindowHook starts a new vMF window every
 # epoch (ProCo's estimator pools the previous and the current epoch).
+# No custom_imports: MMDetection resolves every `mmlt.X` type through
+# mmlt.registry, which imports mmlt.integrations.mmdet on first use.
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
-
-custom_imports = dict(
-    imports=['mmlt.integrations.mmdet'], allow_failed_imports=False)
 
 train_dataloader = dict(
     dataset=dict(

@@ -11,9 +11,6 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(
-    imports=['mmlt.integrations.mmdet'], allow_failed_imports=False)
-
 num_classes = 10
 data_root = 'data/toy_lvis/'
 classes = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal',

@@ -258,3 +258,58 @@ def test_invalid_arguments():
         ProgressivelyBalancedSampler(ds, seed=0, total_epochs=0)
     with pytest.raises(ValueError, match='epoch_length'):
         ClassAwareSampler(ds, seed=0, epoch_length=0)
+
+
+def _sampler_worker(rank, port, out_dir):
+    from dist_launch import init_gloo
+    init_gloo(rank, port)
+    import torch.distributed as torch_dist
+    ds = _dataset()
+    # No seed: every rank must adopt rank 0's random seed (sync_random_seed
+    # broadcasts it), whatever its own global RNG says.
+    torch.manual_seed(1000 + rank)
+    np.random.seed(1000 + rank)
+    sampler = ClassAwareSampler(ds, num_samples_cls=2, epoch_length=101)
+    sampler.set_epoch(3)
+    mine = torch.tensor(list(sampler), dtype=torch.int64)
+    gathered = [torch.empty_like(mine) for _ in range(2)]
+    torch_dist.all_gather(gathered, mine)
+    torch.save(
+        dict(
+            seed=sampler.seed,
+            rank=sampler.rank,
+            world_size=sampler.world_size,
+            mine=mine,
+            gathered=gathered), f'{out_dir}/rank{rank}.pth')
+    torch_dist.destroy_process_group()
+
+
+def test_rank_sharding_on_two_gloo_processes(tmp_path, port):
+    from dist_launch import run_two_ranks
+    run_two_ranks(_sampler_worker, port, str(tmp_path))
+    results = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    assert [r['rank'] for r in results] == [0, 1]
+    assert {r['world_size'] for r in results} == {2}
+    seed = results[0]['seed']
+    assert results[1]['seed'] == seed
+    # Each rank's own indices, and what the other rank received, agree.
+    for r in range(2):
+        for other in range(2):
+            assert torch.equal(results[other]['gathered'][r],
+                               results[r]['mine'])
+    # Together the ranks hold one rank-independent draw, interleaved by
+    # groups of num_samples_cls=2, with ceil(101 / 2) = 51 indices each.
+    single = _sampler_on_rank(
+        ClassAwareSampler,
+        _dataset(),
+        0,
+        2,
+        seed=seed,
+        num_samples_cls=2,
+        epoch_length=101)
+    single.set_epoch(3)
+    groups = single.draw_epoch()
+    for r in range(2):
+        assert len(results[r]['mine']) == 51
+        expected = groups[r::2].reshape(-1)[:51]
+        assert torch.equal(results[r]['mine'], expected)

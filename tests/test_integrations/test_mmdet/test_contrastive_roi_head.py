@@ -250,3 +250,24 @@ def test_bad_configurations_raise():
     with pytest.raises(ValueError, match='background'):
         head.bbox_head.loss_contrast(
             torch.randn(2, 32), torch.tensor([0, NUM_CLASSES]))
+
+
+def test_seesaw_classifier_with_bcl_branch():
+    torch.manual_seed(0)
+    head = build_roi_head(
+        roi_head_cfg(
+            bbox_head_cfg(
+                contrast_loss='mmlt.BCLLoss',
+                cls_predictor_cfg=dict(type='NormedLinear', tempearture=20),
+                loss_cls=dict(type='SeesawLoss', num_classes=NUM_CLASSES))))
+    # Seesaw adds two objectness rows after the object classes
+    assert head.bbox_head.fc_cls.weight.shape[0] == NUM_CLASSES + 2
+    assert head.bbox_head.class_prototypes().shape == (NUM_CLASSES, 16)
+    out = head.bbox_loss(features(), sampling_results(head, PROPOSALS, GTS))
+    losses = out['loss_bbox']
+    assert {'loss_cls_objectness', 'loss_cls_classes',
+            'loss_contrast'} <= set(losses)
+    losses['loss_contrast'].backward()
+    grad = head.bbox_head.fc_cls.weight.grad
+    assert grad[:NUM_CLASSES].abs().sum() > 0
+    assert grad[NUM_CLASSES:].abs().sum() == 0
