@@ -1,5 +1,6 @@
 """The core imports with torch + mmengine only: MMPretrain, MMDetection and
 mmcv are imported lazily, by the integrations, when they are installed."""
+import os
 import subprocess
 import sys
 
@@ -34,3 +35,39 @@ def test_core_imports_without_hosts():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'loaded hosts: []' in out.stdout
+
+
+BROKEN_HOST_CHILD = r'''
+import warnings
+from mmengine.registry import DefaultScope
+import mmpretrain.registry as host
+DefaultScope.get_instance('broken-mmdet', scope_name='mmpretrain')
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    assert host.DATASETS.get('mmlt.FashionMNISTLT') is not None
+    assert host.MODELS.get('mmlt.ProCoLoss') is not None
+    assert host.MODELS.get('mmlt.MultiViewDataPreprocessor') is not None
+    assert host.MODELS.get('mmlt.ContrastiveRoIHead') is None
+print('WARNINGS:', [str(w.message) for w in caught])
+'''
+
+
+def test_broken_mmdet_does_not_break_classification(tmp_path):
+    # An installed MMDetection whose models cannot import (here: next to
+    # mmcv-lite, without the compiled ops): classification configs still
+    # resolve their mmlt types, and the user is told why the detection
+    # parts are missing.
+    fake = tmp_path / 'mmdet'
+    (fake / 'models').mkdir(parents=True)
+    (fake / '__init__.py').write_text("__version__ = '3.3.0'\n")
+    (fake / 'models' / '__init__.py').write_text(
+        "raise ModuleNotFoundError(\"No module named 'mmcv._ext'\")\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, '-c', BROKEN_HOST_CHILD],
+                         capture_output=True,
+                         text=True,
+                         timeout=300,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'mmdet is installed but `import mmdet.models` failed' in out.stdout
+    assert "No module named 'mmcv._ext'" in out.stdout

@@ -1,8 +1,9 @@
-"""Parts that subclass MMDetection classes; registered only when mmdet is
-installed, so that ``import mmlt`` needs just torch and mmengine."""
-import importlib.util
+"""Parts that subclass MMDetection classes; registered only when mmdet
+is installed and imports, so that ``import mmlt`` needs just torch and
+mmengine."""
+from mmlt.integrations._host import host_available
 
-if importlib.util.find_spec('mmdet') is not None:
+if host_available(('mmdet', 'mmdet.models', 'mmdet.datasets')):
     from .contrastive_bbox_head import ContrastiveBBoxHead  # noqa: F401
     from .contrastive_roi_head import ContrastiveRoIHead  # noqa: F401
     from .det_logit_adjust_loss import DetLogitAdjustLoss  # noqa: F401

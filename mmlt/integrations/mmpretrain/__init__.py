@@ -1,8 +1,9 @@
-"""Parts that subclass MMPretrain classes; registered only when mmpretrain is
-installed, so that ``import mmlt`` needs just torch and mmengine."""
-import importlib.util
+"""Parts that subclass MMPretrain classes; registered only when mmpretrain
+is installed and imports, so that ``import mmlt`` needs just torch and
+mmengine."""
+from mmlt.integrations._host import host_available
 
-if importlib.util.find_spec('mmpretrain') is not None:
+if host_available(('mmpretrain', 'mmpretrain.models')):
     from .data_preprocessor import MultiViewDataPreprocessor  # noqa: F401
 
     __all__ = ['MultiViewDataPreprocessor']
