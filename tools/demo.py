@@ -43,8 +43,9 @@ def main(argv=None):
         if cfg.get(key) and cfg[key].get('type') == 'mmlt.LongTailAccuracy':
             cfg[key]['out_file'] = csv_path
 
-    # evaluate once, after training, on the balanced test set
-    cfg.train_cfg.val_interval = 10**9
+    # evaluate once, after training, on the balanced test set (runner.test
+    # below); no validation loop, which would evaluate the same set again
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
 
     start = time.time()
     runner = build_runner(cfg)

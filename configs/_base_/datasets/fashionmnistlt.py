@@ -14,7 +14,9 @@ data_preprocessor = dict(
     num_classes=10,
     mean=[72.94, 72.94, 72.94],
     std=[90.0, 90.0, 90.0],
-    to_rgb=False)
+    to_rgb=False,
+    # NHWC batches: about 20% faster convolutions on the CPU (oneDNN)
+    channels_last=True)
 
 # view 1: the classifier's view
 cls_view = [

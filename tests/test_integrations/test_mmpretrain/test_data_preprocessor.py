@@ -53,3 +53,22 @@ def test_batch_augments_with_views_are_refused():
     samples = [DataSample().set_gt_label(0), DataSample().set_gt_label(1)]
     with pytest.raises(ValueError, match='mixup'):
         pre(dict(inputs=views, data_samples=samples), training=True)
+
+
+@pytest.mark.parametrize('num_views', [1, 3])
+def test_channels_last_keeps_values(num_views):
+    torch.manual_seed(0)
+    views = [[torch.randint(0, 255, (3, 6, 7), dtype=torch.uint8)
+              for _ in range(2)] for _ in range(num_views)]
+    inputs = views if num_views > 1 else views[0]
+    plain = make()(dict(inputs=inputs, data_samples=None), training=True)
+    fast = make(channels_last=True)(
+        dict(inputs=inputs, data_samples=None), training=True)
+    assert fast['inputs'].is_contiguous(memory_format=torch.channels_last)
+    assert not plain['inputs'].is_contiguous(
+        memory_format=torch.channels_last)
+    assert torch.equal(fast['inputs'], plain['inputs'])
+    # a convolution gives the same result in either format
+    conv = torch.nn.Conv2d(3, 4, 3)
+    torch.testing.assert_close(
+        conv(fast['inputs']), conv(plain['inputs']), rtol=1e-5, atol=1e-5)
