@@ -260,7 +260,7 @@ def test_invalid_arguments():
         ClassAwareSampler(ds, seed=0, epoch_length=0)
 
 
-def _sampler_worker(rank, port, out_dir):
+def _sampler_worker(rank, port):
     from dist_launch import init_gloo
     init_gloo(rank, port)
     import torch.distributed as torch_dist
@@ -274,20 +274,18 @@ def _sampler_worker(rank, port, out_dir):
     mine = torch.tensor(list(sampler), dtype=torch.int64)
     gathered = [torch.empty_like(mine) for _ in range(2)]
     torch_dist.all_gather(gathered, mine)
-    torch.save(
-        dict(
-            seed=sampler.seed,
-            rank=sampler.rank,
-            world_size=sampler.world_size,
-            mine=mine,
-            gathered=gathered), f'{out_dir}/rank{rank}.pth')
     torch_dist.destroy_process_group()
+    return dict(
+        seed=sampler.seed,
+        rank=sampler.rank,
+        world_size=sampler.world_size,
+        mine=mine,
+        gathered=gathered)
 
 
-def test_rank_sharding_on_two_gloo_processes(tmp_path, port):
+def test_rank_sharding_on_two_gloo_processes(port):
     from dist_launch import run_two_ranks
-    run_two_ranks(_sampler_worker, port, str(tmp_path))
-    results = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    results = run_two_ranks(_sampler_worker, port)
     assert [r['rank'] for r in results] == [0, 1]
     assert {r['world_size'] for r in results} == {2}
     seed = results[0]['seed']

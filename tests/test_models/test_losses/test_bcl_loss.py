@@ -199,8 +199,10 @@ def test_bad_inputs_raise_value_error():
         loss(features, labels)  # prototypes are required
 
 
-def _distributed_worker(rank: int, port: int) -> None:
+def _distributed_worker(rank: int, port: int) -> list:
+    """Per case: the loss summed over ranks and the single-process value."""
     init_gloo(rank, port)
+    totals = []
     try:
         for sizes, reduction in [((4, 4), 'mean'), ((2, 5), 'sum'),
                                  ((0, 3), 'sum')]:
@@ -234,10 +236,16 @@ def _distributed_worker(rank: int, port: int) -> None:
             torch_dist.all_reduce(prototype_grad)
             torch.testing.assert_close(prototype_grad,
                                        scale * full_prototypes.grad)
+            totals.append((total, scale * reference.detach()))
+        return totals
     finally:
         torch_dist.destroy_process_group()
 
 
 def test_two_process_gloo_matches_single_process(port):
     # port: a free port, from the fixture in tests/conftest.py.
-    run_two_ranks(_distributed_worker, port)
+    ranks = run_two_ranks(_distributed_worker, port)
+    assert len(ranks[0]) == len(ranks[1]) == 3
+    for (total_0, expected), (total_1, _) in zip(*ranks):
+        assert torch.equal(total_0, total_1)
+        torch.testing.assert_close(total_0, expected)

@@ -193,8 +193,11 @@ def test_bad_inputs_raise_value_error():
         SupConLoss(contrast_mode='two')
 
 
-def _distributed_worker(rank: int, port: int) -> None:
+def _distributed_worker(rank: int, port: int) -> dict:
+    """Per case the loss summed over ranks and the single-process value;
+    the loss and gradient when no rank has a positive."""
     init_gloo(rank, port)
+    totals = []
     try:
         cases = [
             # (sizes per rank, views, reduction)
@@ -230,6 +233,7 @@ def _distributed_worker(rank: int, port: int) -> None:
             torch.testing.assert_close(total, scale * reference.detach())
             torch.testing.assert_close(
                 local.grad, scale * full.grad[start:start + sizes[rank]])
+            totals.append((total, scale * reference.detach()))
 
         # No rank has a positive: zero loss, zero gradient and no deadlock in
         # the backward all-reduce.
@@ -238,10 +242,20 @@ def _distributed_worker(rank: int, port: int) -> None:
         assert loss.item() == 0.0
         loss.backward()
         assert torch.equal(single.grad, torch.zeros_like(single))
+        return dict(
+            totals=totals, no_positive=(loss.detach(), single.grad))
     finally:
         torch_dist.destroy_process_group()
 
 
 def test_two_process_gloo_matches_single_process(port):
     # port: a free port, from the fixture in tests/conftest.py.
-    run_two_ranks(_distributed_worker, port)
+    ranks = run_two_ranks(_distributed_worker, port)
+    for rank in ranks:
+        assert len(rank['totals']) == 5
+        loss, grad = rank['no_positive']
+        assert loss.item() == 0.0 and not grad.any()
+    for (total_0, expected), (total_1, _) in zip(ranks[0]['totals'],
+                                                  ranks[1]['totals']):
+        assert torch.equal(total_0, total_1)
+        torch.testing.assert_close(total_0, expected)

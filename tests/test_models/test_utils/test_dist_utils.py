@@ -34,21 +34,25 @@ def test_identity_without_process_group():
     torch.testing.assert_close(summed - 1, x.detach())
 
 
-def _gather_worker(rank: int, port: int, size_cases, dim: int) -> None:
+def _gather_worker(rank: int, port: int, size_cases, dim: int) -> list:
     init_gloo(rank, port)
     try:
         assert is_distributed()
-        for sizes in size_cases:
-            _check_gathers(rank, list(sizes), dim)
+        return [_check_gathers(rank, list(sizes), dim) for sizes in size_cases]
     finally:
         torch_dist.destroy_process_group()
 
 
-def _check_gathers(rank: int, sizes, dim: int) -> None:
-    world_size = len(sizes)
+def _full_batch(sizes, dim: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    full = torch.randn(
+    return torch.randn(
         sum(sizes), dim, generator=generator, dtype=torch.float64)
+
+
+def _check_gathers(rank: int, sizes, dim: int) -> torch.Tensor:
+    """Check the gathers on this rank; return the gathered batch."""
+    world_size = len(sizes)
+    full = _full_batch(sizes, dim)
     starts = [sum(sizes[:r]) for r in range(world_size)]
     local = full[starts[rank]:starts[rank] + sizes[rank]].clone()
     local.requires_grad_(True)
@@ -89,9 +93,16 @@ def _check_gathers(rank: int, sizes, dim: int) -> None:
         assert 'sizes=[1, 1]' in str(error)
     else:
         raise AssertionError('wrong sizes were accepted')
+    return gathered.detach()
 
 
 def test_two_process_gather_matches_single_process(port):
     # Unequal batches (the last batch of an epoch), an empty rank, and equal
     # batches; one spawn for all three keeps the test fast.
-    run_two_ranks(_gather_worker, port, [(3, 5), (0, 2), (4, 4)], 4)
+    size_cases = [(3, 5), (0, 2), (4, 4)]
+    gathered = run_two_ranks(_gather_worker, port, size_cases, 4)
+    # Both ranks went through every case and hold the whole batch.
+    for rank_gathered in gathered:
+        assert len(rank_gathered) == len(size_cases)
+        for sizes, batch in zip(size_cases, rank_gathered):
+            assert torch.equal(batch, _full_batch(sizes, 4))
