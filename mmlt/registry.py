@@ -18,7 +18,6 @@ from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import Registry
 
 _MODEL_LOCATIONS = [
@@ -83,9 +82,3 @@ EVALUATOR = Registry(
     parent=MMENGINE_EVALUATOR,
     scope='mmlt',
     locations=['mmlt.evaluation'])
-#: Visualisation backends.
-VISBACKENDS = Registry(
-    'vis_backend',
-    parent=MMENGINE_VISBACKENDS,
-    scope='mmlt',
-    locations=['mmlt.visualization'])

@@ -8,11 +8,9 @@ if host_available(('mmdet', 'mmdet.models', 'mmdet.datasets')):
     from .contrastive_roi_head import ContrastiveRoIHead  # noqa: F401
     from .det_logit_adjust_loss import DetLogitAdjustLoss  # noqa: F401
     from .lvis import (LVISV1WithClassCounts,  # noqa: F401
-                       counts_from_category_image_map, lvis_class_counts,
-                       lvis_frequency_groups)
+                       counts_from_category_image_map)
 
     __all__ = [
         'ContrastiveBBoxHead', 'ContrastiveRoIHead', 'DetLogitAdjustLoss',
-        'LVISV1WithClassCounts', 'counts_from_category_image_map',
-        'lvis_class_counts', 'lvis_frequency_groups'
+        'LVISV1WithClassCounts', 'counts_from_category_image_map'
     ]

@@ -1,18 +1,17 @@
 """A two-fc RoI box head whose shared feature also feeds a contrastive branch.
 
-The contrastive branch is the detection counterpart of
+The contrastive branch is :class:`mmlt.ContrastiveBranch`, shared with
 :class:`mmlt.ContrastiveClsHead`: ProCo (Du et al., TPAMI 2024), BCL (Zhu et
 al., CVPR 2022) or SupCon (Khosla et al., NeurIPS 2020) applied to the
 foreground RoIs of a two-stage detector.
 """
-import inspect
 from typing import Optional, Sequence, Tuple
 
-import torch.nn.functional as F
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from torch import Tensor
 
-from mmlt.models.heads.contrastive_cls_head import _build_loss, build_mlp
+from mmlt.models.heads import ContrastiveBranch
+from mmlt.models.heads.contrastive_branch import rename_legacy_branch_keys
 from mmlt.registry import MODELS
 
 
@@ -27,8 +26,7 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
     feature ``h`` of every RoI and hands the foreground RoIs' features and
     labels to :meth:`loss_contrast`::
 
-        z = normalize(projector(h_fg))          # (N_fg, feat_dim)
-        loss_contrast = contrast_weight * contrast_loss(z, y_fg)
+        loss_contrast = contrast_branch(h_fg, y_fg, num_views=1, W)
 
     so the contrastive gradient reaches the shared fcs and everything below
     them, and the loss (and, for ProCo, its vMF estimator) sees exactly the
@@ -43,11 +41,11 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
             rank may have one or no foreground RoI). Defaults to
             ``(1024, 128)``, i.e. a 1024-1024-128 MLP.
         contrast_loss (dict, optional): ``mmlt.ProCoLoss``, ``mmlt.BCLLoss``
-            or ``mmlt.SupConLoss``; ``num_classes`` and ``feat_dim`` are
-            filled in where the loss takes them. None disables the branch (the
-            head is then :class:`Shared2FCBBoxHead`). Defaults to None.
-        contrast_weight (float): Multiplies the contrastive loss. Defaults to
-            0.5.
+            or ``mmlt.SupConLoss``; its ``loss_weight`` weights the term.
+            None disables the branch (the head is then
+            :class:`Shared2FCBBoxHead`). Defaults to None.
+        contrast_weight (float, optional): Older key for the contrastive
+            loss's ``loss_weight`` (set one of the two). Defaults to None.
         proto_dims (Sequence[int], optional): MLP from the classifier rows to
             the class prototypes of losses that take ``prototypes`` (BCL).
             Defaults to ``(fc_out_channels,) + proj_dims``.
@@ -66,51 +64,31 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
                  *args,
                  proj_dims: Sequence[int] = (1024, 128),
                  contrast_loss: Optional[dict] = None,
-                 contrast_weight: float = 0.5,
+                 contrast_weight: Optional[float] = None,
                  proto_dims: Optional[Sequence[int]] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not contrast_weight >= 0:
-            raise ValueError(
-                f'contrast_weight must be >= 0, got {contrast_weight!r}')
-        self.contrast_weight = float(contrast_weight)
-        self.projector = None
-        self.prototype_mlp = None
-        self.contrast_loss = None
-        if contrast_loss is None:
-            return
-        proj_dims = tuple(int(dim) for dim in proj_dims)
-        if len(proj_dims) < 1 or min(proj_dims) < 1:
-            raise ValueError(f'proj_dims={proj_dims}; expected positive '
-                             'sizes ending with the contrastive dimension')
-        self.feat_dim = proj_dims[-1]
-        self.projector = build_mlp((self.fc_out_channels, ) + proj_dims,
-                                   norm=False)
-        self.contrast_loss = _build_loss(
-            contrast_loss,
-            num_classes=self.num_classes,
-            feat_dim=self.feat_dim)
-        if self._loss_takes_prototypes():
-            dims = tuple(proto_dims) if proto_dims else (
-                (self.cls_last_dim, ) + proj_dims)
-            if dims[0] != self.cls_last_dim or dims[-1] != self.feat_dim:
-                raise ValueError(
-                    f'proto_dims={dims} must start at the classifier input '
-                    f'size {self.cls_last_dim} and end at the contrastive '
-                    f'dimension {self.feat_dim}')
-            self.prototype_mlp = build_mlp(dims, norm=False)
+        self.contrast_branch = None
+        if contrast_loss is not None:
+            # No BatchNorm: a rank may have one or no foreground RoI.
+            self.contrast_branch = ContrastiveBranch(
+                self.fc_out_channels,
+                self.num_classes,
+                contrast_loss,
+                proj_dims=proj_dims,
+                norm=False,
+                proto_dims=proto_dims,
+                classifier_channels=self.cls_last_dim,
+                contrast_weight=contrast_weight)
 
     @property
     def with_contrast(self) -> bool:
         """Whether the head has a contrastive branch."""
-        return self.contrast_loss is not None
+        return self.contrast_branch is not None
 
-    def _loss_takes_prototypes(self) -> bool:
-        try:
-            params = inspect.signature(self.contrast_loss.forward).parameters
-        except (TypeError, ValueError):
-            return False
-        return 'prototypes' in params
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_legacy_branch_keys(state_dict, prefix, 'contrast_branch')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self,
                 x: Tensor,
@@ -156,32 +134,6 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
             x = self.relu(fc(x))
         return x
 
-    def project(self, shared_feats: Tensor) -> Tensor:
-        """Unit contrastive features ``normalize(projector(h))``.
-
-        Args:
-            shared_feats (Tensor): Shared-fc features ``(N, fc_out_channels)``.
-
-        Returns:
-            Tensor: ``(N, feat_dim)`` unit rows.
-        """
-        if self.projector is None:
-            raise RuntimeError('this ContrastiveBBoxHead has no contrastive '
-                               'branch (contrast_loss=None)')
-        return F.normalize(self.projector(shared_feats), dim=1)
-
-    def class_prototypes(self) -> Tensor:
-        """Unit class prototypes ``normalize(MLP(W))`` from the classifier.
-
-        ``W`` holds the classifier rows of the ``num_classes`` object classes
-        (the background row, and Seesaw's objectness rows, are left out).
-
-        Returns:
-            Tensor: ``(num_classes, feat_dim)``.
-        """
-        weight = self.fc_cls.weight[:self.num_classes]
-        return F.normalize(self.prototype_mlp(weight), dim=1)
-
     def loss_contrast(self, fg_shared_feats: Tensor,
                       fg_labels: Tensor) -> dict:
         """The contrastive loss of the foreground RoIs.
@@ -191,6 +143,8 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
         across ranks. With ``N_fg = 0`` the loss is a zero that is still
         connected to the projector (so DDP sees a gradient for every
         parameter and the gathers' backward passes run on every rank).
+        Shapes are checked here; label values are not read on the host (the
+        RoI head passes only object classes).
 
         Args:
             fg_shared_feats (Tensor): Shared-fc features of the foreground
@@ -206,19 +160,12 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
             raise ValueError(
                 f'fg_labels have shape {tuple(fg_labels.shape)}; expected one '
                 f'label per feature row, ({fg_shared_feats.shape[0]},)')
-        if fg_labels.numel() and (int(fg_labels.min()) < 0 or int(
-                fg_labels.max()) >= self.num_classes):
-            raise ValueError(
-                f'fg_labels must be object classes in [0, {self.num_classes})'
-                f', got min {int(fg_labels.min())} and max '
-                f'{int(fg_labels.max())}; background RoIs (label '
-                f'{self.num_classes}) must not reach the contrastive loss')
-        features = self.project(fg_shared_feats)
-        extra = {}
-        if self.prototype_mlp is not None:
-            extra['prototypes'] = self.class_prototypes()
-        loss = self.contrast_loss(features, fg_labels, **extra)
+        # The classifier rows of the num_classes object classes (background
+        # and Seesaw's objectness rows are left out) make BCL's prototypes.
+        loss = self.contrast_branch(fg_shared_feats, fg_labels, 1,
+                                    self.fc_cls.weight[:self.num_classes])
         # The losses reduce an empty batch to a zero that depends on their
         # inputs; this keeps the projector's parameters in the graph too.
-        loss = loss + 0.0 * features.sum()
-        return dict(loss_contrast=self.contrast_weight * loss)
+        projector_params = self.contrast_branch.projector[-1].weight
+        loss = loss + 0.0 * projector_params.sum()
+        return dict(loss_contrast=loss)

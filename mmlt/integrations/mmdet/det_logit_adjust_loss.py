@@ -8,8 +8,8 @@ from typing import Sequence, Union
 
 import torch
 
-from mmlt.models.losses.logit_adjust_loss import (LogitAdjustLoss,
-                                                  _log_prior_from_counts)
+from mmlt.models.losses.logit_adjust_loss import LogitAdjustLoss
+from mmlt.models.losses.utils import log_prior_from_counts
 from mmlt.registry import MODELS
 
 
@@ -61,7 +61,7 @@ class DetLogitAdjustLoss(LogitAdjustLoss):
             class_counts (Sequence[float] | Tensor): Counts ``(C,)``, all
                 positive (no background entry).
         """
-        log_prior = _log_prior_from_counts(class_counts)
+        log_prior = log_prior_from_counts(class_counts)
         num_classes = log_prior.numel()
         adjustment = torch.cat([
             log_prior + math.log(num_classes),

@@ -6,8 +6,7 @@ training *images* they appear in: rare (1-10), common (11-100) and frequent
 by images or by instances (annotations); for losses on RoIs, whose labels are
 instances, the instance counts are the natural prior.
 """
-from collections import Counter
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence
 
 import numpy as np
 from mmdet.datasets import LVISV1Dataset
@@ -15,9 +14,6 @@ from mmdet.datasets import LVISV1Dataset
 from mmlt.registry import DATASETS
 
 COUNT_MODES = ('instance', 'image')
-#: LVIS frequency groups by training-image count: ``r`` 1-10, ``c`` 11-100,
-#: ``f`` > 100.
-FREQUENCY_BOUNDS = (10, 100)
 
 
 def _check_mode(mode: str) -> None:
@@ -52,62 +48,6 @@ def counts_from_category_image_map(category_images: Dict[int, Sequence[int]],
         counts[label] = len(image_ids) if mode == 'instance' else len(
             set(image_ids))
     return counts
-
-
-def lvis_class_counts(ann_file: Union[str, dict],
-                      mode: str = 'instance') -> np.ndarray:
-    """Per-category training counts of an LVIS-format annotation file.
-
-    Categories are in the order of the file's ``categories`` list, which is
-    the label order of MMDetection's ``LVISV1Dataset``. Every annotation
-    counts (as in the LVIS API), including those a dataset may later filter
-    out as too small.
-
-    Args:
-        ann_file (str | dict): Path of the json file (any MMEngine file
-            backend) or its loaded content.
-        mode (str): ``'instance'`` (number of annotations) or ``'image'``
-            (number of images containing the category, LVIS's frequency
-            measure). Defaults to ``'instance'``.
-
-    Returns:
-        np.ndarray: int64 counts, one per category.
-    """
-    _check_mode(mode)
-    if isinstance(ann_file, dict):
-        content = ann_file
-    else:
-        from mmengine.fileio import load
-        content = load(ann_file, file_format='json')
-    missing = [k for k in ('categories', 'annotations') if k not in content]
-    if missing:
-        raise ValueError(
-            f'{ann_file if isinstance(ann_file, str) else "the annotations"} '
-            f'lacks {missing}; expected an LVIS/COCO-format annotation file')
-    category_images: Dict[int, List[int]] = {}
-    for annotation in content['annotations']:
-        category_images.setdefault(annotation['category_id'],
-                                   []).append(annotation['image_id'])
-    category_ids = [category['id'] for category in content['categories']]
-    return counts_from_category_image_map(category_images, category_ids,
-                                          mode)
-
-
-def lvis_frequency_groups(image_counts: Sequence[int]) -> List[str]:
-    """LVIS frequency group (``'r'``, ``'c'`` or ``'f'``) per category.
-
-    Args:
-        image_counts (Sequence[int]): Training images per category.
-
-    Returns:
-        list[str]: ``'r'`` for 0-10 images, ``'c'`` for 11-100, ``'f'`` for
-        more than 100.
-    """
-    rare, common = FREQUENCY_BOUNDS
-    return [
-        'r' if count <= rare else 'c' if count <= common else 'f'
-        for count in image_counts
-    ]
 
 
 @DATASETS.register_module()
@@ -145,10 +85,3 @@ class LVISV1WithClassCounts(LVISV1Dataset):
         if self._class_counts is None:
             self.full_init()
         return self._class_counts
-
-    def category_frequencies(self) -> Counter:
-        """How many categories fall in each LVIS frequency group (by the
-        image counts of the annotation file)."""
-        image_counts = counts_from_category_image_map(self.cat_img_map,
-                                                      self.cat_ids, 'image')
-        return Counter(lvis_frequency_groups(image_counts))

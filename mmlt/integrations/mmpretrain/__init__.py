@@ -4,6 +4,7 @@ mmengine."""
 from mmlt.integrations._host import host_available
 
 if host_available(('mmpretrain', 'mmpretrain.models')):
+    from .contrastive_cls_head import ContrastiveClsHead  # noqa: F401
     from .data_preprocessor import MultiViewDataPreprocessor  # noqa: F401
 
-    __all__ = ['MultiViewDataPreprocessor']
+    __all__ = ['ContrastiveClsHead', 'MultiViewDataPreprocessor']

@@ -1,3 +1,8 @@
-from .contrastive_cls_head import ContrastiveClsHead, CosineClassifier
+from .contrastive_branch import (ContrastiveBranch, build_contrast_loss,
+                                 build_mlp)
+from .cosine_classifier import CosineClassifier
 
-__all__ = ['ContrastiveClsHead', 'CosineClassifier']
+__all__ = [
+    'ContrastiveBranch', 'CosineClassifier', 'build_contrast_loss',
+    'build_mlp'
+]

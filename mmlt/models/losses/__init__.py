@@ -1,15 +1,14 @@
 from .bcl_loss import BCLLoss
-from .logit_adjust_loss import (LogitAdjustLoss, posthoc_adjust,
-                                weight_reduce_loss)
+from .logit_adjust_loss import LogitAdjustLoss
 from .supcon_loss import SupConLoss
 from .proco_loss import ProCoLoss
-from .info_nce_loss import (DecoupledContrastiveLoss, InfoNCELoss,
-                            ProtoNCELoss)
+from .info_nce_loss import DecoupledContrastiveLoss, InfoNCELoss
+from .proto_nce_loss import ProtoNCELoss
+from .utils import weight_reduce_loss
 
 __all__ = [
     'BCLLoss',
     'LogitAdjustLoss',
-    'posthoc_adjust',
     'weight_reduce_loss',
     'SupConLoss',
     'ProCoLoss',

@@ -4,16 +4,16 @@ Reference:
     Zhu et al., "Balanced Contrastive Learning for Long-Tailed Visual
     Recognition", CVPR 2022.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlt.registry import MODELS
-from .logit_adjust_loss import _REDUCTIONS, weight_reduce_loss
-from .supcon_loss import (check_contrastive_inputs, gather_contrast_set,
-                          reduce_over_views)
+from .utils import (as_view_major, check_reduction, contrastive_anchor_losses,
+                    gather_contrast_set, reduce_over_views,
+                    weight_reduce_loss)
 
 
 @MODELS.register_module()
@@ -66,12 +66,17 @@ class BCLLoss(nn.Module):
             ``'mean'``.
 
     Shape:
-        - features: ``(N, V, p)`` (the paper uses ``V = 2``) or ``(N, p)``.
+        - features: ``(V, N, p)`` view-major (the paper uses ``V = 2``), or
+          ``(N, p)``.
         - labels: ``(N, )`` in ``[0, C)``.
         - prototypes: ``(C, p)``; row ``c`` is the prototype of class ``c``.
         - weight: ``(N, )``.
         - output: scalar, or ``(N, )`` with ``reduction='none'``.
     """
+
+    #: The head passes class prototypes ``normalize(MLP(W))`` from its
+    #: classifier rows (see :class:`mmlt.ContrastiveBranch`).
+    needs_prototypes = True
 
     def __init__(self,
                  temperature: float = 0.1,
@@ -83,14 +88,11 @@ class BCLLoss(nn.Module):
         if not temperature > 0:
             raise ValueError(
                 f'temperature={temperature}; expected a value > 0.')
-        if reduction not in _REDUCTIONS:
-            raise ValueError(
-                f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
+        self.reduction = check_reduction(reduction)
         self.temperature = float(temperature)
         self.normalize = normalize
         self.gather_distributed = gather_distributed
         self.loss_weight = loss_weight
-        self.reduction = reduction
 
     def forward(self,
                 features: torch.Tensor,
@@ -103,8 +105,8 @@ class BCLLoss(nn.Module):
         """Compute the BCL loss of the local anchors.
 
         Args:
-            features (torch.Tensor): Contrastive features ``(N, V, p)`` or
-                ``(N, p)``.
+            features (torch.Tensor): Contrastive features ``(V, N, p)``
+                (view-major) or ``(N, p)``.
             labels (torch.Tensor): Class labels ``(N, )`` in ``[0, C)``.
             weight (torch.Tensor, optional): Per-sample weights ``(N, )``.
                 Defaults to None.
@@ -118,26 +120,17 @@ class BCLLoss(nn.Module):
             torch.Tensor: The weighted loss.
         """
         reduction = reduction_override or self.reduction
-        if prototypes.dim() != 2:
+        if prototypes.dim() != 2 or prototypes.shape[0] == 0:
             raise ValueError(
                 f'prototypes have shape {tuple(prototypes.shape)}; expected '
-                '(C, p), one row per class.')
+                '(C, p) with C >= 1, one row per class.')
         num_classes, proto_dim = prototypes.shape
-        if num_classes == 0:
-            raise ValueError('prototypes are empty; expected one row per '
-                             'class, shape (C, p) with C >= 1.')
-        features, labels = check_contrastive_inputs(features, labels,
-                                                    num_classes)
-        num_samples, num_views, dim = features.shape
+        features, labels = as_view_major(features, labels)
+        num_views, num_samples, dim = features.shape
         if proto_dim != dim:
             raise ValueError(
                 f'prototypes have dimension {proto_dim} but features have '
                 f'{dim}; both must live in the same embedding space.')
-        if not torch.isfinite(prototypes).all():
-            raise ValueError(
-                'prototypes contain NaN or inf; the classifier or the '
-                'prototype MLP diverged. Lower the learning rate or enable '
-                'gradient clipping.')
         compute_dtype = torch.promote_types(
             torch.promote_types(features.dtype, prototypes.dtype),
             torch.float32)
@@ -147,9 +140,9 @@ class BCLLoss(nn.Module):
             features = F.normalize(features, dim=-1)
             prototypes = F.normalize(prototypes, dim=-1)
 
-        # Sample-major: entry n * V + v is view v of sample n.
-        flat_features = features.reshape(num_samples * num_views, dim)
-        flat_labels = labels.repeat_interleave(num_views)
+        # View-major: entry v * N + n is view v of sample n.
+        flat_features = features.reshape(num_views * num_samples, dim)
+        flat_labels = labels.repeat(num_views)
         batch_features, batch_labels, rank_offset = gather_contrast_set(
             flat_features, flat_labels, self.gather_distributed)
         # Class-complement: the prototypes join the contrast set (not the
@@ -159,53 +152,22 @@ class BCLLoss(nn.Module):
             batch_labels,
             torch.arange(num_classes, device=batch_labels.device)
         ])
-
-        anchor_loss = self._anchor_losses(
-            flat_features, flat_labels, contrast_features, contrast_labels,
-            rank_offset +
-            torch.arange(len(flat_labels), device=flat_labels.device))
+        anchor_rows = rank_offset + torch.arange(
+            len(flat_labels), device=flat_labels.device)
+        anchor_loss, _ = contrastive_anchor_losses(
+            flat_features,
+            flat_labels,
+            contrast_features,
+            contrast_labels,
+            anchor_rows,
+            self.temperature,
+            class_averaging=True)
         # Every anchor has its class prototype as a positive.
         sample_loss, _ = reduce_over_views(
             anchor_loss, torch.ones_like(flat_labels, dtype=torch.bool),
-            num_samples, num_views)
+            num_views, num_samples)
         loss = weight_reduce_loss(sample_loss, weight, reduction, avg_factor)
         return self.loss_weight * loss
-
-    def _anchor_losses(self, anchor_features: torch.Tensor,
-                       anchor_labels: torch.Tensor,
-                       contrast_features: torch.Tensor,
-                       contrast_labels: torch.Tensor,
-                       anchor_rows: torch.Tensor) -> torch.Tensor:
-        """Per-anchor BCL losses ``(A, )``.
-
-        ``anchor_rows`` are the anchors' own rows in the contrast set.
-        """
-        logits = anchor_features @ contrast_features.T / self.temperature
-        self_mask = torch.zeros_like(logits, dtype=torch.bool)
-        self_mask[torch.arange(len(anchor_rows), device=logits.device),
-                  anchor_rows] = True
-        same_class = anchor_labels[:, None] == contrast_labels[None, :]
-        positive_mask = same_class & ~self_mask
-
-        # |B_c| of each contrast entry's class, minus 1 in the anchor's own
-        # class because the anchor is not in its own denominator. Always >= 1:
-        # the prototype of every class is in the contrast set.
-        class_sizes = torch.bincount(contrast_labels)
-        entry_class_size = class_sizes[contrast_labels].to(logits.dtype)
-        averaging_size = entry_class_size[None, :] - same_class.to(
-            logits.dtype)
-
-        # log sum_a exp(s_ia) / w_ia = logsumexp(s_ia - log w_ia), stable.
-        log_denominator = torch.logsumexp(
-            (logits - averaging_size.log()).masked_fill(
-                self_mask, float('-inf')),
-            dim=1,
-            keepdim=True)
-        log_prob = logits - log_denominator
-        num_positives = positive_mask.sum(dim=1)
-        anchor_loss = -torch.where(positive_mask, log_prob,
-                                   torch.zeros_like(log_prob)).sum(dim=1)
-        return anchor_loss / num_positives.clamp(min=1)
 
     def extra_repr(self) -> str:
         return (f'temperature={self.temperature}, '

@@ -12,100 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlt.registry import MODELS
-
-_REDUCTIONS = ('none', 'mean', 'sum')
-
-
-def weight_reduce_loss(loss: torch.Tensor,
-                       weight: Optional[torch.Tensor] = None,
-                       reduction: str = 'mean',
-                       avg_factor: Optional[float] = None) -> torch.Tensor:
-    """Weight per-sample losses and reduce them, as OpenMMLab losses do.
-
-    Args:
-        loss (torch.Tensor): Per-sample losses, shape ``(N, )``.
-        weight (torch.Tensor, optional): Per-sample weights, shape ``(N, )``.
-            Defaults to None.
-        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to
-            ``'mean'``.
-        avg_factor (float, optional): With ``reduction='mean'``, the sum is
-            divided by this instead of ``N``. Defaults to None.
-
-    Returns:
-        torch.Tensor: ``(N, )`` for ``'none'``, a scalar otherwise.
-    """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(
-            f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
-    if weight is not None:
-        if weight.shape != loss.shape:
-            raise ValueError(
-                f'weight has shape {tuple(weight.shape)}; expected one weight '
-                f'per sample, shape {tuple(loss.shape)}.')
-        loss = loss * weight.to(loss.dtype)
-    if avg_factor is None:
-        if reduction == 'mean':
-            return loss.mean() if loss.numel() > 0 else loss.sum()
-        return loss.sum() if reduction == 'sum' else loss
-    if reduction == 'mean':
-        # The clamp keeps an avg_factor of 0 (nothing to average) from giving
-        # NaN without biasing positive avg_factors.
-        avg_factor = torch.as_tensor(
-            avg_factor, dtype=loss.dtype, device=loss.device)
-        return loss.sum() / avg_factor.clamp(min=torch.finfo(loss.dtype).eps)
-    if reduction == 'none':
-        return loss
-    raise ValueError('avg_factor can only be used with reduction="mean" or '
-                     f'"none", got reduction={reduction!r}.')
-
-
-def _log_prior_from_counts(
-        class_counts: Union[Sequence[float], torch.Tensor]) -> torch.Tensor:
-    """``log(n_c / sum(n))`` in float64, after checking the counts."""
-    counts = torch.as_tensor(class_counts, dtype=torch.float64)
-    counts = counts.detach().cpu()
-    if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(
-            f'class_counts must be a non-empty 1-D sequence (one count per '
-            f'class), got shape {tuple(counts.shape)}.')
-    if not torch.isfinite(counts).all():
-        raise ValueError(
-            f'class_counts must be finite, got {counts.tolist()}.')
-    if (counts <= 0).any():
-        bad = torch.nonzero(counts <= 0).flatten().tolist()
-        raise ValueError(
-            f'class_counts must be positive: classes {bad} have counts '
-            f'{counts[bad].tolist()}, and log(0) is -inf. Drop classes with '
-            'no training sample, or add a pseudo-count (e.g. counts + 1).')
-    return torch.log(counts / counts.sum())
-
-
-def posthoc_adjust(logits: torch.Tensor,
-                   class_counts: Union[Sequence[float], torch.Tensor],
-                   tau: float = 1.0) -> torch.Tensor:
-    """Post-hoc logit adjustment: ``logits - tau * log(prior)``.
-
-    Menon et al. (ICLR 2021), Eq. (3): a classifier trained with plain
-    cross-entropy predicts ``argmax_y(logits_y - tau * log(pi_y))`` for a
-    balanced test distribution.
-
-    Args:
-        logits (torch.Tensor): Classifier outputs, shape ``(N, C)``.
-        class_counts (Sequence[float] | torch.Tensor): Training samples per
-            class ``n_c``, shape ``(C, )``, all positive.
-        tau (float): Strength of the adjustment. Defaults to 1.0.
-
-    Returns:
-        torch.Tensor: Adjusted logits, shape ``(N, C)``, dtype of ``logits``.
-    """
-    log_prior = _log_prior_from_counts(class_counts)
-    if logits.shape[-1] != log_prior.numel():
-        raise ValueError(
-            f'logits have {logits.shape[-1]} classes but class_counts has '
-            f'{log_prior.numel()} entries.')
-    return logits - tau * log_prior.to(
-        device=logits.device, dtype=logits.dtype)
-
+from .utils import check_reduction, log_prior_from_counts, weight_reduce_loss
 
 @MODELS.register_module()
 class LogitAdjustLoss(nn.Module):
@@ -156,9 +63,7 @@ class LogitAdjustLoss(nn.Module):
         if not tau >= 0:
             raise ValueError(f'tau={tau}; expected tau >= 0 (0 disables the '
                              'adjustment).')
-        if reduction not in _REDUCTIONS:
-            raise ValueError(
-                f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
+        check_reduction(reduction)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(
                 f'label_smoothing={label_smoothing}; expected a value in '
@@ -186,7 +91,7 @@ class LogitAdjustLoss(nn.Module):
                 class, shape ``(C, )``, all positive.
         """
         # float64: C numbers cost nothing and keep float64 runs exact.
-        log_prior = _log_prior_from_counts(class_counts)
+        log_prior = log_prior_from_counts(class_counts)
         self.log_prior = log_prior.to(device=self.log_prior.device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -236,10 +141,6 @@ class LogitAdjustLoss(nn.Module):
             raise ValueError(
                 f'cls_score has {num_classes} classes but the class prior has '
                 f'{self.num_classes} (from class_counts); they must match.')
-        if not torch.isfinite(cls_score).all():
-            raise ValueError(
-                'cls_score contains NaN or inf; check the learning rate and '
-                'the inputs, or enable gradient clipping / AMP loss scaling.')
         if label.dim() == 1:
             if label.shape[0] != num_samples:
                 raise ValueError(
@@ -248,11 +149,6 @@ class LogitAdjustLoss(nn.Module):
             if label.is_floating_point():
                 raise ValueError('1-D label must hold integer class indices, '
                                  f'got dtype {label.dtype}.')
-            if num_samples > 0 and (label.min() < 0
-                                    or label.max() >= num_classes):
-                raise ValueError(
-                    f'label values must be in [0, {num_classes - 1}], got '
-                    f'min {int(label.min())} and max {int(label.max())}.')
             label = label.long()
         elif label.dim() == 2:
             if tuple(label.shape) != tuple(cls_score.shape):
@@ -265,10 +161,12 @@ class LogitAdjustLoss(nn.Module):
                 f'label has shape {tuple(label.shape)}; expected (N, ) class '
                 'indices or (N, C) soft targets.')
 
-        adjusted = cls_score
+        # At least float32: under bf16/fp16 autocast a log-prior of -10 would
+        # lose its last digits, and cross-entropy runs in float32 anyway.
+        adjusted = cls_score.to(
+            torch.promote_types(cls_score.dtype, torch.float32))
         if self.tau != 0:
-            adjusted = cls_score + self.tau * self.log_prior.to(
-                cls_score.dtype)
+            adjusted = adjusted + self.tau * self.log_prior.to(adjusted.dtype)
         loss = F.cross_entropy(
             adjusted,
             label,

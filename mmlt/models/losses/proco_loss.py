@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from mmlt.registry import MODELS
 from ..utils.vmf import expected_contrast_logits
 from ..utils.vmf_estimator import VMFEstimator
-from .logit_adjust_loss import (_REDUCTIONS, _log_prior_from_counts,
-                                weight_reduce_loss)
-from .supcon_loss import check_contrastive_inputs
+from .utils import (as_view_major, check_reduction, log_prior_from_counts,
+                    weight_reduce_loss)
 
 
 @MODELS.register_module()
@@ -35,12 +34,22 @@ class ProCoLoss(nn.Module):
     (computed with one ``B x C`` matrix product by
     :func:`~mmlt.models.utils.vmf.expected_contrast_logits`) and the loss of
     a view is :math:`\mathrm{CE}(\ell_i + \log \pi, y_i)` with the class prior
-    :math:`\pi_c = n_c / \sum_k n_k` (logit adjustment). For every view, in
-    order, the estimator is first updated with that view's detached features
-    and labels, then the view's logits are computed, so a fresh estimator's
-    first batch is scored against its own statistics (as in the official
-    code). The result is the mean over views times ``loss_weight``. The
-    gradient reaches the features only; ``mu`` and ``kappa`` are statistics.
+    :math:`\pi_c = n_c / \sum_k n_k` (logit adjustment). docs/methods.md
+    (section ProCo) has the derivation.
+
+    Order within a step, as in the authors' code: each view first updates
+    the estimator with its detached features and is then scored against the
+    updated parameters, so view ``v`` sees views ``0..v`` of the batch (a
+    fresh estimator's first batch is scored against its own statistics).
+    The result is the mean over views times ``loss_weight``. The gradient
+    reaches the features only; ``mu`` and ``kappa`` are statistics.
+
+    GPU behaviour: the ``B x C x p`` product runs in float32 (also under
+    bf16/fp16 autocast, whose precision the Bessel terms cannot use); only
+    ``O(B x C)`` element-wise terms and ``O(C x p)`` statistics are float64.
+    Nothing in the step reads a tensor value on the host. A batch with a NaN
+    or Inf feature is kept out of the estimator and gives a non-finite loss,
+    which the optimizer wrapper skips.
 
     The estimator's statistics and the log-prior are buffers, so both are in
     this loss's ``state_dict``. A window hook finds the estimator among the
@@ -66,12 +75,18 @@ class ProCoLoss(nn.Module):
             statistics, e.g. for evaluation. Defaults to True.
 
     Shape:
-        - features: ``(B, p)`` or ``(B, V, p)`` unit vectors (V views).
+        - features: ``(V, B, p)`` view-major unit vectors (V views), or
+          ``(B, p)``.
         - labels: ``(B,)`` integers in ``[0, C)``.
         - weight: ``(B,)``, shared by the views.
         - output: scalar, or ``(B,)`` (mean over views) with
           ``reduction='none'``.
     """
+
+    #: :class:`mmlt.ContrastiveBranch` fills in ``num_classes`` and
+    #: ``feat_dim`` from the head.
+    needs_num_classes = True
+    needs_feat_dim = True
 
     def __init__(self,
                  num_classes: int,
@@ -97,14 +112,11 @@ class ProCoLoss(nn.Module):
                 or math.isinf(temperature):
             raise ValueError('temperature must be a finite number > 0, got '
                              f'{temperature!r}')
-        if reduction not in _REDUCTIONS:
-            raise ValueError(
-                f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
+        self.reduction = check_reduction(reduction)
         self.num_classes = num_classes
         self.feat_dim = feat_dim
         self.temperature = float(temperature)
         self.loss_weight = loss_weight
-        self.reduction = reduction
         self.update_estimator = update_estimator
 
         if estimator is None:
@@ -127,6 +139,7 @@ class ProCoLoss(nn.Module):
         self.estimator = estimator
 
         # NaN means "not set yet" (a checkpoint or set_class_counts fills it).
+        self.prior_is_set = False
         self.register_buffer(
             'log_prior',
             torch.full((num_classes, ), math.nan, dtype=torch.float64))
@@ -141,12 +154,18 @@ class ProCoLoss(nn.Module):
             class_counts (Sequence[float] | Tensor): Training samples per
                 class, shape ``(C,)``, all positive.
         """
-        log_prior = _log_prior_from_counts(class_counts)
+        log_prior = log_prior_from_counts(class_counts)
         if log_prior.numel() != self.num_classes:
             raise ValueError(
                 f'class_counts has {log_prior.numel()} entries; expected '
                 f'num_classes={self.num_classes}.')
         self.log_prior.copy_(log_prior)
+        self.prior_is_set = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # Checked once here on the host, not in every step.
+        self.prior_is_set = not torch.isnan(self.log_prior).any().item()
 
     def forward(self,
                 features: torch.Tensor,
@@ -157,8 +176,8 @@ class ProCoLoss(nn.Module):
         """Update the estimator view by view and return the ProCo loss.
 
         Args:
-            features (Tensor): Unit contrastive features ``(B, p)`` or
-                ``(B, V, p)``.
+            features (Tensor): Unit contrastive features ``(V, B, p)``
+                (view-major) or ``(B, p)``.
             labels (Tensor): Class indices ``(B,)``.
             weight (Tensor, optional): Per-sample weights ``(B,)``. Defaults
                 to None.
@@ -170,42 +189,39 @@ class ProCoLoss(nn.Module):
         Returns:
             Tensor: The loss (see ``Shape`` in the class docstring).
         """
-        reduction = reduction_override or self.reduction
-        if reduction not in _REDUCTIONS:
-            raise ValueError(
-                f'reduction={reduction!r}; expected one of {_REDUCTIONS}.')
-        if torch.isnan(self.log_prior).any():
+        reduction = check_reduction(reduction_override or self.reduction)
+        if not self.prior_is_set:
             raise RuntimeError(
                 'ProCoLoss has no class prior: pass class_counts to the '
                 'constructor or call set_class_counts(counts) before the '
-                'first forward.')
-        features, labels = check_contrastive_inputs(features, labels,
-                                                    self.num_classes)
-        if features.shape[-1] != self.feat_dim:
+                'first forward (mmlt.ClassCountsHook does it in training).')
+        features, labels = as_view_major(features, labels)
+        num_views, num_samples, dim = features.shape
+        if dim != self.feat_dim:
             raise ValueError(
-                f'features have dimension {features.shape[-1]} (shape '
-                f'{tuple(features.shape)}); expected '
-                f'feat_dim={self.feat_dim}.')
-
-        update = self.update_estimator and self.training
-        log_prior = self.log_prior.to(features.dtype)
+                f'features have dimension {dim} (shape '
+                f'{tuple(features.shape)}); expected feat_dim='
+                f'{self.feat_dim}.')
+        # The B x C x p product in float32 (or the features' wider dtype),
+        # never float64; the Bessel terms are element-wise float64.
+        compute_dtype = torch.promote_types(features.dtype, torch.float32)
         view_losses = []
-        for view in range(features.shape[1]):
-            view_features = features[:, view]
-            if update:
-                # Labels and finiteness were checked above.
-                self.estimator.update(
-                    view_features.detach(), labels, validate=False)
-            # float64: expected_contrast_logits computes in float64 anyway,
-            # so the cached parameters are used without a (C, p) conversion.
+        # As in the authors' code, each view first updates the statistics and
+        # is then scored against them: view v sees views 0..v of the batch.
+        for view_features in features:
+            if self.update_estimator and self.training:
+                self.estimator.update(view_features.detach(), labels)
             mean_direction, kappa = self.estimator.vmf_parameters(
-                torch.float64)
-            logits = expected_contrast_logits(view_features, mean_direction,
-                                              kappa, self.temperature)
-            view_loss = F.cross_entropy(
-                logits + log_prior, labels, reduction='none')
+                compute_dtype)
+            logits = expected_contrast_logits(
+                view_features.to(compute_dtype), mean_direction, kappa,
+                self.temperature)
             view_losses.append(
-                weight_reduce_loss(view_loss, weight, reduction, avg_factor))
-        loss = view_losses[0] if len(view_losses) == 1 else torch.stack(
-            view_losses).mean(dim=0)
+                F.cross_entropy(
+                    logits + self.log_prior.to(logits.dtype),
+                    labels,
+                    reduction='none'))
+        # Mean over views, then the usual per-sample weighting/reduction.
+        loss = torch.stack(view_losses).mean(dim=0)
+        loss = weight_reduce_loss(loss, weight, reduction, avg_factor)
         return self.loss_weight * loss

@@ -1,13 +1,12 @@
-from .dist_utils import (all_gather_with_grad, all_reduce_sum,
-                         gather_batch_sizes, gather_no_grad, is_distributed)
+from .dist_utils import (all_gather_with_grad, gather_batch_sizes,
+                         gather_no_grad, is_distributed)
 from .vmf import (bessel_ratio, estimate_kappa, expected_contrast_logits,
-                  log_bessel_iv, log_vmf_normalizer, sample_vmf)
+                  log_bessel_iv, log_vmf_normalizer)
 from .vmf_estimator import VMFEstimator
 from .kmeans import KMeansResult, estimate_concentration, kmeans
 
 __all__ = [
     'all_gather_with_grad',
-    'all_reduce_sum',
     'gather_batch_sizes',
     'gather_no_grad',
     'is_distributed',
@@ -17,7 +16,6 @@ __all__ = [
     'expected_contrast_logits',
     'log_bessel_iv',
     'log_vmf_normalizer',
-    'sample_vmf',
     'KMeansResult',
     'estimate_concentration',
     'kmeans',

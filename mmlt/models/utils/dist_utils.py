@@ -164,19 +164,3 @@ def gather_no_grad(tensor: torch.Tensor,
         sizes = gather_batch_sizes(tensor)
     _check_sizes(tensor, sizes)
     return _padded_all_gather(tensor, list(sizes))
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks, out of place and without gradient.
-
-    Args:
-        tensor (torch.Tensor): Same shape on every rank.
-
-    Returns:
-        torch.Tensor: The element-wise sum over ranks (a new tensor; the input
-        is left unchanged). ``tensor.detach().clone()`` when not distributed.
-    """
-    summed = tensor.detach().clone(memory_format=torch.contiguous_format)
-    if is_distributed():
-        torch_dist.all_reduce(summed, op=torch_dist.ReduceOp.SUM)
-    return summed

@@ -8,8 +8,7 @@ sufficient statistics (per-class sums of unit features and counts) as buffers,
 so they are saved and restored with the model's ``state_dict``, and turns them
 into ``(mu, kappa)`` on demand.
 """
-import warnings
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -22,99 +21,6 @@ from .vmf import DEFAULT_MAX_KAPPA, estimate_kappa
 _WINDOWS = ('epoch', 'ema')
 _KAPPA_METHODS = ('banerjee', 'official', 'mle')
 _SYNC_MODES = ('auto', 'gather', 'all_reduce')
-
-
-def _storage_use_count(tensor: torch.Tensor) -> Optional[int]:
-    """How many tensors share ``tensor``'s storage (None if torch cannot tell).
-
-    Used to decide whether a cached tensor handed out earlier may still be held
-    (for example saved by autograd for a pending backward pass), in which case
-    it must not be modified in place.
-    """
-    try:
-        return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata)
-    except (AttributeError, RuntimeError):  # private API: be conservative
-        return None
-
-
-def _use_counts(mu: torch.Tensor, kappa: torch.Tensor):
-    counts = (_storage_use_count(mu), _storage_use_count(kappa))
-    return None if None in counts else counts
-
-
-class _ParameterBuffers:
-    """``mu``/``kappa`` of all classes in one dtype, in a small pool of buffers.
-
-    A refresh writes the changed rows into the current buffer in place, unless
-    tensors handed out from it are still alive (typically saved by autograd for
-    the backward pass of an earlier view); then it switches to a buffer nobody
-    holds and brings it up to date by recomputing only the rows changed since
-    that buffer was last current. Tensors handed out are thus never modified,
-    and a step with two views costs ``O(B p)`` instead of a ``(C, p)`` copy.
-    """
-
-    max_buffers = 3
-
-    def __init__(self, mu: torch.Tensor, kappa: torch.Tensor) -> None:
-        self.slots = [self._slot(mu, kappa)]
-        self.current = 0
-
-    @staticmethod
-    def _slot(mu, kappa):
-        # `stale`: row indices changed while this buffer was not current.
-        return dict(mu=mu, kappa=kappa, base=_use_counts(mu, kappa), stale=[])
-
-    @staticmethod
-    def _held(slot) -> bool:
-        counts = _use_counts(slot['mu'], slot['kappa'])
-        return counts is None or counts != slot['base']
-
-    def get(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        slot = self.slots[self.current]
-        # New tensor objects on the buffer's storage, so that whoever keeps
-        # them shows in the storage's use count.
-        return slot['mu'].detach(), slot['kappa'].detach()
-
-    def refresh(self, rows: torch.Tensor, compute_rows) -> None:
-        """Make ``rows`` current; ``compute_rows(rows)`` gives float64
-        ``(mu_rows, kappa_rows)`` from the statistics."""
-        slot = self.slots[self.current]
-        if self._held(slot):
-            free = [
-                index for index, other in enumerate(self.slots)
-                if index != self.current and not self._held(other)
-            ]
-            if free:
-                self.current = free[0]
-            else:
-                self.slots.append(
-                    self._slot(slot['mu'].clone(), slot['kappa'].clone()))
-                self.current = len(self.slots) - 1
-                if len(self.slots) > self.max_buffers:
-                    # Forget the oldest other buffer (its holder keeps it).
-                    del self.slots[0]
-                    self.current -= 1
-            target = self.slots[self.current]
-            if target['stale']:
-                rows_to_write = torch.cat(target['stale'] + [rows]).unique()
-            else:
-                rows_to_write = rows
-        else:
-            target, rows_to_write = slot, rows
-        target['stale'] = []
-        mu_rows, kappa_rows = compute_rows(rows_to_write)
-        dtype = target['mu'].dtype
-        target['mu'].index_copy_(0, rows_to_write, mu_rows.to(dtype))
-        target['kappa'].index_copy_(0, rows_to_write, kappa_rows.to(dtype))
-        num_classes = target['kappa'].numel()
-        kept = [target]
-        for other in self.slots:
-            if other is not target:
-                other['stale'].append(rows)
-                # Once catching up costs more than a copy, forget the buffer.
-                if sum(r.numel() for r in other['stale']) <= num_classes:
-                    kept.append(other)
-        self.slots, self.current = kept, 0
 
 
 @MODELS.register_module()
@@ -156,21 +62,24 @@ class VMFEstimator(nn.Module):
       value). Classes that receive no samples keep their estimate, so rare
       classes are not forgotten between their appearances.
 
-    :meth:`update` adds a batch with ``index_add_`` in ``O(B p)`` (plus
-    ``O(C p)`` for an all-reduce in distributed runs); statistics are float64.
-    Rows containing NaN or Inf are skipped with a warning, so they never reach
-    the statistics. In a distributed run every rank adds the batches of all
-    ranks, so the statistics are identical on every rank: ``sync='gather'``
-    gathers the (detached) features and labels, ``sync='all_reduce'`` sums the
-    per-class batch sums and counts, and ``sync='auto'`` picks whichever moves
-    fewer bytes (``world * B * p`` feature values versus ``C * p`` float64
-    sums). Batch sizes may differ between ranks.
+    :meth:`update` adds a batch with ``index_add_`` in ``O(B p)`` (``O(C p)``
+    for the EMA decay or an all-reduce); statistics are float64. It never
+    reads a tensor value on the host, so it does not stall a GPU. A batch in
+    which any row (on any rank) is NaN or Inf is left out as a whole, decided
+    on the device: under AMP such a step overflowed and is skipped by the
+    optimizer wrapper, so it must not reach the statistics either. In a
+    distributed run every rank adds the batches of all ranks, so the
+    statistics are identical on every rank: ``sync='gather'`` gathers the
+    (detached) features and labels, ``sync='all_reduce'`` sums the per-class
+    batch sums and counts, and ``sync='auto'`` picks whichever moves fewer
+    bytes (``world * B * p`` feature values versus ``C * p`` float64 sums).
+    Batch sizes may differ between ranks (gathering them is the one host read
+    of a distributed update; a single process has none).
 
-    ``mu`` and ``kappa`` are cached per dtype (not in the ``state_dict``: they
-    are derived) and refreshed after each update only for the classes in the
-    batch (``O(B p)``). Tensors returned by :meth:`vmf_parameters` are never
-    modified afterwards: while they are alive (e.g. saved by autograd for an
-    earlier view's backward pass) refreshes go to a second buffer.
+    ``mu`` and ``kappa`` are derived from the buffers on each call of
+    :meth:`vmf_parameters` (``O(C p)``, no cache): ProCo calls it once per
+    step, after updating with all views, and scores all views with one
+    product.
 
     Args:
         num_classes (int): Number of classes ``C``.
@@ -249,29 +158,12 @@ class VMFEstimator(nn.Module):
         # for the same epoch (two hooks, resume) does not wipe the window.
         self.register_buffer('window_epoch',
                              torch.tensor(-1, dtype=torch.long))
-        # dtype -> cached mu (C, p) and kappa (C,), derived from the buffers.
-        self._cache: Dict[torch.dtype, _ParameterBuffers] = {}
 
     # ------------------------------------------------------------------ state
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, feat_dim={self.feat_dim}, '
                 f'window={self.window!r}, kappa_method={self.kappa_method!r}, '
                 f'max_kappa={self.max_kappa:g}, sync={self.sync!r}')
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to()/.cuda() move the buffers; the derived caches are rebuilt.
-        self._cache.clear()
-        return super()._apply(fn, *args, **kwargs)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._cache.clear()
-        return super()._load_from_state_dict(*args, **kwargs)
-
-    def reset(self) -> None:
-        """Forget every sample (all sums and counts become zero)."""
-        for buffer in self._statistic_buffers():
-            buffer.zero_()
-        self._cache.clear()
 
     def _statistic_buffers(self):
         if self.window == 'epoch':
@@ -288,7 +180,6 @@ class VMFEstimator(nn.Module):
         self.previous_counts.copy_(self.current_counts)
         self.current_sums.zero_()
         self.current_counts.zero_()
-        self._cache.clear()
 
     def start_epoch(self, epoch: Optional[int] = None) -> None:
         """Call before every training epoch: :meth:`swap`, once per epoch.
@@ -318,20 +209,9 @@ class VMFEstimator(nn.Module):
                     self.previous_counts + self.current_counts)
         return self.ema_sums.clone(), self.ema_counts.clone()
 
-    def _pooled_rows(self, rows: Optional[torch.Tensor]):
-        if rows is None:
-            return self.pooled_statistics()
-        if self.window == 'epoch':
-            return (self.previous_sums.index_select(0, rows) +
-                    self.current_sums.index_select(0, rows),
-                    self.previous_counts.index_select(0, rows) +
-                    self.current_counts.index_select(0, rows))
-        return (self.ema_sums.index_select(0, rows),
-                self.ema_counts.index_select(0, rows))
-
-    def _vmf_rows(self, rows: Optional[torch.Tensor] = None):
-        """(mu, kappa, R) in float64 for ``rows`` (all classes when None)."""
-        sums, counts = self._pooled_rows(rows)
+    def _vmf_statistics(self):
+        """(mu, kappa, R) of all classes in float64."""
+        sums, counts = self.pooled_statistics()
         tiny = torch.finfo(torch.float64).tiny
         norms = torch.linalg.vector_norm(sums, dim=1)
         # Classes without samples (or whose features cancel) have zero sums:
@@ -347,65 +227,44 @@ class VMFEstimator(nn.Module):
             max_kappa=self.max_kappa)
         return mean_direction, kappa, resultant
 
+    @torch.no_grad()
     def vmf_parameters(
-            self,
-            dtype: torch.dtype = torch.float64
+        self,
+        mu_dtype: torch.dtype = torch.float64
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Mean directions and concentrations of all classes.
 
-        The result is cached (refreshed for the classes of each update) and is
-        never modified afterwards; do not modify it in place.
-
         Args:
-            dtype (torch.dtype): dtype of the result. Defaults to float64.
+            mu_dtype (torch.dtype): dtype of ``mu``; ProCo asks for the
+                features' compute dtype (float32) so that its ``B x C x p``
+                product runs there. ``kappa`` is always float64 (``C``
+                numbers, used element-wise). Defaults to float64.
 
         Returns:
             tuple[Tensor, Tensor]: ``mu`` of shape ``(C, p)`` (unit rows, zero
-            rows for classes without a direction) and ``kappa`` of shape
-            ``(C,)``.
+            rows for classes without a direction) and ``kappa`` ``(C,)``.
         """
-        cache = self._cache.get(dtype)
-        if cache is None:
-            mu, kappa, _ = self._vmf_rows()
-            cache = _ParameterBuffers(mu.to(dtype), kappa.to(dtype))
-            self._cache[dtype] = cache
-        return cache.get()
+        mean_direction, kappa, _ = self._vmf_statistics()
+        return mean_direction.to(mu_dtype), kappa
 
     def mean_direction(self) -> torch.Tensor:
         """Unit mean direction per class, float64 ``(C, p)`` (zero rows for
         classes without samples)."""
-        return self.vmf_parameters(torch.float64)[0].clone()
+        return self._vmf_statistics()[0]
 
     def concentration(self) -> torch.Tensor:
         """Concentration ``kappa`` per class, float64 ``(C,)`` (0 for classes
         without samples)."""
-        return self.vmf_parameters(torch.float64)[1].clone()
+        return self._vmf_statistics()[1]
 
     def resultant_length(self) -> torch.Tensor:
         """Mean resultant length ``R = ||s_c|| / m_c`` per class, float64
         ``(C,)`` in ``[0, 1]`` (0 for classes without samples)."""
-        return self._vmf_rows()[2]
-
-    def _refresh_cache(self, rows: torch.Tensor) -> None:
-        """Recompute the cached ``mu``/``kappa`` of the classes ``rows``."""
-        if not self._cache or rows.numel() == 0:
-            return
-        computed = {}
-
-        def compute_rows(which):
-            # Shared by the dtypes that need exactly the updated rows.
-            key = id(which)
-            if key not in computed:
-                computed[key] = self._vmf_rows(which)[:2]
-            return computed[key]
-
-        for cache in self._cache.values():
-            cache.refresh(rows, compute_rows)
+        return self._vmf_statistics()[2]
 
     # ----------------------------------------------------------------- update
-    def _check_batch(self, features: torch.Tensor, labels: torch.Tensor,
-                     validate: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Validate a batch and drop the rows with non-finite features."""
+    def _check_batch(self, features: torch.Tensor, labels: torch.Tensor):
+        """Shapes and dtypes only: values are never read on the host."""
         if features.dim() != 2 or features.shape[1] != self.feat_dim:
             raise ValueError(
                 f'features must have shape (B, {self.feat_dim}), got '
@@ -418,26 +277,9 @@ class VMFEstimator(nn.Module):
                 labels.dtype == torch.bool:
             raise ValueError(
                 f'labels must be integer class indices, got {labels.dtype}')
-        features, labels = features.detach(), labels.long()
         if not features.is_floating_point():
-            features = features.to(torch.float64)
-        if not validate or labels.numel() == 0:
-            return features, labels
-        finite_rows = torch.isfinite(features).all(dim=1)
-        # One host sync for all three checks.
-        low, high, num_skipped = torch.stack(
-            [labels.min(), labels.max(), (~finite_rows).sum()]).tolist()
-        if low < 0 or high >= self.num_classes:
-            bad = low if low < 0 else high
             raise ValueError(
-                f'labels must be in [0, {self.num_classes}), got {bad}')
-        if num_skipped:
-            warnings.warn(
-                f'VMFEstimator.update: skipped {num_skipped} of '
-                f'{features.shape[0]} feature rows that contain NaN or Inf; '
-                'they do not enter the vMF statistics.')
-            features, labels = features[finite_rows], labels[finite_rows]
-        return features, labels
+                f'features must be floating point, got {features.dtype}')
 
     def _choose_sync(self, sizes, feature_dtype: torch.dtype) -> str:
         if self.sync != 'auto':
@@ -449,28 +291,23 @@ class VMFEstimator(nn.Module):
         return 'gather' if gather_bytes <= reduce_bytes else 'all_reduce'
 
     @torch.no_grad()
-    def update(self,
-               features: torch.Tensor,
-               labels: torch.Tensor,
-               validate: bool = True) -> None:
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch of unit features to the statistics.
 
-        Features are detached; rows with NaN or Inf are skipped with a
-        warning. In a distributed run every rank must call this with its own
-        batch (sizes may differ) and all ranks then hold the same statistics.
+        Features are detached. If any row (of any rank) has a NaN or Inf, the
+        whole batch is left out (an overflowing AMP step). Labels outside
+        ``[0, C)`` fail in ``index_add_`` (a device-side assert on CUDA).
+        In a distributed run every rank must call this with its own batch
+        (sizes may differ) and all ranks then hold the same statistics.
 
         Args:
             features (Tensor): Unit features, shape ``(B, p)``.
             labels (Tensor): Integer labels in ``[0, C)``, shape ``(B,)``.
-            validate (bool): Check the label range and skip non-finite rows.
-                Pass False only when the caller has checked both (as
-                :class:`~mmlt.models.losses.ProCoLoss` does); it saves a few
-                small operations. Shapes are always checked. Defaults to True.
         """
-        features, labels = self._check_batch(features, labels, validate)
+        self._check_batch(features, labels)
         device = self._statistic_buffers()[0].device
-        features = features.to(device)
-        labels = labels.to(device)
+        features = features.detach().to(device)
+        labels = labels.to(device=device, dtype=torch.long)
 
         mode = 'local'
         if is_distributed():
@@ -484,46 +321,47 @@ class VMFEstimator(nn.Module):
                 features = gather_no_grad(features, sizes)
                 labels = gather_no_grad(labels, sizes)
 
+        finite = torch.isfinite(features).all(dim=1)
+        # Zero the bad rows first (NaN * 0 is NaN), then weight every row by
+        # whether the whole batch is finite: 1 adds the batch, 0 adds nothing.
+        features = features.to(torch.float64).masked_fill(~finite[:, None], 0)
+        num_bad = (~finite).sum(dtype=torch.float64)
         if mode == 'all_reduce':
-            # Per-class batch sums and counts in one (C, p + 1) all-reduce.
-            batch = features.new_zeros((self.num_classes, self.feat_dim + 1),
-                                       dtype=torch.float64)
-            batch[:, :self.feat_dim].index_add_(0, labels,
-                                                features.to(torch.float64))
-            batch[:, self.feat_dim].index_add_(
-                0, labels, torch.ones_like(labels, dtype=torch.float64))
+            # Per-class batch sums and counts, and the number of bad rows, in
+            # one all-reduce.
+            batch = features.new_zeros(
+                self.num_classes * (self.feat_dim + 1) + 1)
+            stats = batch[:-1].view(self.num_classes, self.feat_dim + 1)
+            stats[:, :self.feat_dim].index_add_(0, labels, features)
+            stats[:, self.feat_dim].index_add_(0, labels,
+                                               finite.to(torch.float64))
+            batch[-1] = num_bad
             torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
-            batch_counts = batch[:, self.feat_dim]
-            rows = torch.nonzero(batch_counts > 0).flatten()
-            self._add_class_sums(rows, batch[rows, :self.feat_dim],
-                                 batch_counts[rows])
-        elif self.window == 'epoch':
-            # Straight into the running sums: O(B p).
-            self.current_sums.index_add_(0, labels,
-                                         features.to(torch.float64))
-            self.current_counts.index_add_(
-                0, labels, torch.ones_like(labels, dtype=torch.float64))
-            rows = torch.unique(labels)
-        else:
-            # The EMA decay needs each class's number of new samples.
-            rows, inverse = torch.unique(labels, return_inverse=True)
-            sums = features.new_zeros((rows.numel(), self.feat_dim),
-                                      dtype=torch.float64)
-            sums.index_add_(0, inverse, features.to(torch.float64))
-            counts = torch.bincount(
-                inverse, minlength=rows.numel()).to(torch.float64)
-            self._add_class_sums(rows, sums, counts)
-        self._refresh_cache(rows)
-
-    def _add_class_sums(self, rows: torch.Tensor, sums: torch.Tensor,
-                        counts: torch.Tensor) -> None:
-        """Add per-class batch ``sums``/``counts`` to the classes ``rows``."""
-        if rows.numel() == 0:
+            keep = (batch[-1] == 0).to(torch.float64)
+            self._add_dense(stats[:, :self.feat_dim] * keep,
+                            stats[:, self.feat_dim] * keep)
             return
+        keep = (num_bad == 0).to(torch.float64)
+        weights = finite.to(torch.float64) * keep
         if self.window == 'epoch':
-            self.current_sums.index_add_(0, rows, sums)
-            self.current_counts.index_add_(0, rows, counts)
+            # Straight into the running sums: O(B p).
+            self.current_sums.index_add_(0, labels, features * keep)
+            self.current_counts.index_add_(0, labels, weights)
         else:
+            sums = torch.zeros_like(self.ema_sums).index_add_(
+                0, labels, features * keep)
+            counts = torch.zeros_like(self.ema_counts).index_add_(
+                0, labels, weights)
+            self._add_dense(sums, counts)
+
+    def _add_dense(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """Add per-class batch ``sums (C, p)`` and ``counts (C,)``."""
+        if self.window == 'epoch':
+            self.current_sums.add_(sums)
+            self.current_counts.add_(counts)
+        else:
+            # Classes without new samples have decay 1: they keep their
+            # estimate.
             decay = (1.0 - self.ema_momentum)**counts
-            self.ema_sums[rows] = self.ema_sums[rows] * decay[:, None] + sums
-            self.ema_counts[rows] = self.ema_counts[rows] * decay + counts
+            self.ema_sums.mul_(decay[:, None]).add_(sums)
+            self.ema_counts.mul_(decay).add_(counts)

@@ -124,7 +124,7 @@ def child_env(**extra):
 
 
 def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
-    from mmlt.integrations.mmdet import lvis_class_counts
+    from lvis_reference import lvis_class_counts
     config = write_config(tmp_path, toy_root)
     work_dir = tmp_path / 'work'
     out = subprocess.run(

@@ -1,11 +1,11 @@
-"""Tests of LogitAdjustLoss (== Balanced Softmax) and posthoc_adjust."""
+"""Tests of LogitAdjustLoss (== Balanced Softmax)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmlt.models.losses import LogitAdjustLoss, posthoc_adjust
+from mmlt.models.losses import LogitAdjustLoss
 from mmlt.registry import MODELS
 
 COUNTS = [500, 120, 30, 6]
@@ -143,37 +143,26 @@ def test_registry_names():
     assert MODELS.get('LogitAdjustLoss') is LogitAdjustLoss
 
 
-def test_posthoc_adjust():
-    logits, _ = _batch()
-    prior = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
-    torch.testing.assert_close(
-        posthoc_adjust(logits, COUNTS, tau=0.5), logits - 0.5 * prior.log())
-    # Equal raw logits: the adjustment favours the rarest class.
-    flat = torch.zeros(1, len(COUNTS))
-    assert posthoc_adjust(flat, COUNTS).argmax().item() == len(COUNTS) - 1
-    with pytest.raises(ValueError, match='3 entries'):
-        posthoc_adjust(logits, COUNTS[:3])
-
-
 def test_bad_inputs_raise_value_error():
     logits, labels = _batch()
     loss = LogitAdjustLoss(COUNTS)
     with pytest.raises(ValueError, match=r'5 classes.*prior has 4'):
         loss(torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match=r'\[0, 3\].*max 4'):
+    # Label values are not read on the host (no sync per step); torch's
+    # cross-entropy refuses them on the CPU (a device assert on a GPU).
+    with pytest.raises((IndexError, RuntimeError), match='out of bounds'):
         loss(logits, torch.tensor([0, 1, 2, 3, 4, 0]))
-    with pytest.raises(ValueError, match='min -1'):
-        loss(logits, torch.tensor([0, 1, 2, 3, -1, 0]))
     with pytest.raises(ValueError, match='5 entries'):
         loss(logits, labels[:5])
     with pytest.raises(ValueError, match=r'\(N, C\) logits'):
         loss(logits[0], labels[:1])
     with pytest.raises(ValueError, match='soft label'):
         loss(logits, torch.zeros(6, 3))
+    # A non-finite logit (an AMP overflow) gives a non-finite loss, which the
+    # optimizer wrapper skips, rather than an exception that ends the run.
     bad = logits.clone()
     bad[2, 1] = float('nan')
-    with pytest.raises(ValueError, match='NaN'):
-        loss(bad, labels)
+    assert torch.isnan(loss(bad, labels))
     with pytest.raises(ValueError, match=r'classes \[1\].*log\(0\)'):
         LogitAdjustLoss([5, 0, 3])
     with pytest.raises(ValueError, match='positive'):

@@ -116,7 +116,8 @@ def test_multiple_views_update_in_order():
     features, labels = class_batch(9, 4, views=2)
     raw = off_sphere(features, 4)
     loss_module = make_loss(loss_weight=0.5)
-    loss = loss_module(F.normalize(raw, dim=-1), labels)
+    # class_batch is sample-major (N, V, p); the loss takes (V, N, p).
+    loss = loss_module(F.normalize(raw, dim=-1).transpose(0, 1), labels)
     (grad, ) = torch.autograd.grad(loss, raw)
 
     reference_raw = raw.detach().clone().requires_grad_(True)
@@ -156,7 +157,7 @@ def test_weights_reduction_and_loss_weight():
         loss_module(features, labels, weight=weight, avg_factor=4.0),
         2.0 * (weight * per_sample).sum() / 4.0)
     torch.testing.assert_close(
-        loss_module(features[:, None].expand(-1, 3, -1), labels),
+        loss_module(features[None].expand(3, -1, -1), labels),
         2.0 * per_sample.mean())
     assert loss_module.estimator.pooled_statistics()[1].sum() == 10
 
@@ -227,16 +228,14 @@ def test_set_class_counts():
 def test_bad_inputs_raise():
     loss_module = make_loss()
     features, labels = class_batch(4, 12)
-    with pytest.raises(ValueError, match=r'in \[0, 4\], got min 0 and max 5'):
+    # Label values are not read on the host (no sync per step): an
+    # out-of-range label fails in torch's indexing, not silently.
+    with pytest.raises((IndexError, RuntimeError), match='out of bounds'):
         loss_module(features, torch.tensor([0, 5, 1, 1]))
-    with pytest.raises(ValueError, match='got min -1'):
-        loss_module(features, torch.tensor([0, -1, 1, 1]))
     with pytest.raises(ValueError, match='dimension 4 .* feat_dim=6'):
         loss_module(features[:, :4], labels)
-    nan_features = features.clone()
-    nan_features[1, 2] = float('nan')
-    with pytest.raises(ValueError, match='NaN'):
-        loss_module(nan_features, labels)
+    with pytest.raises(ValueError, match=r'\(V, N, p\)'):
+        loss_module(features[None, None], labels)
     with pytest.raises(ValueError, match='4 entries; expected num_classes=5'):
         loss_module.set_class_counts([1, 2, 3, 4])
     for temperature in (0.0, -0.1, float('inf')):
@@ -246,4 +245,10 @@ def test_bad_inputs_raise():
         ProCoLoss(NUM_CLASSES, FEAT_DIM,
                   estimator=VMFEstimator(NUM_CLASSES, 8))
     # Nothing above reached the statistics.
+    assert loss_module.estimator.pooled_statistics()[1].sum() == 0
+    # A non-finite feature (an AMP overflow) gives a non-finite loss for the
+    # optimizer wrapper to skip, and its batch stays out of the statistics.
+    nan_features = features.clone()
+    nan_features[1, 2] = float('nan')
+    assert not torch.isfinite(loss_module(nan_features, labels))
     assert loss_module.estimator.pooled_statistics()[1].sum() == 0

@@ -14,7 +14,8 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
 import mmlt  # noqa: E402,F401
-from mmlt.models.losses.info_nce_loss import info_nce, proto_nce  # noqa
+from mmlt.models.losses.info_nce_loss import info_nce  # noqa: E402
+from mmlt.models.losses.proto_nce_loss import proto_nce  # noqa: E402
 from mmlt.registry import HOOKS, MODELS  # noqa: E402
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))

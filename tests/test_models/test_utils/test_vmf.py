@@ -14,7 +14,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmlt.models.utils import (bessel_ratio, estimate_kappa,
                                expected_contrast_logits, log_bessel_iv,
-                               log_vmf_normalizer, sample_vmf)
+                               log_vmf_normalizer)
+
+from vmf_sampling import sample_vmf
 
 # (p, x, log I_{p/2-1}(x), A_p(x) = I_{p/2}(x) / I_{p/2-1}(x)), computed once
 # with mpmath 1.3 at 50 significant digits:
@@ -187,17 +189,6 @@ def test_log_bessel_iv_matches_mpmath_literals():
         assert abs(value.item() - log_i) <= 1e-12 * abs(log_i), (p, x)
 
 
-def test_log_bessel_iv_tensor_orders_match_literals():
-    orders = torch.tensor([p / 2 - 1 for p, _, _, _ in MPMATH_REFERENCE],
-                          dtype=torch.float64)
-    xs = torch.tensor([x for _, x, _, _ in MPMATH_REFERENCE],
-                      dtype=torch.float64)
-    expected = torch.tensor([r[2] for r in MPMATH_REFERENCE],
-                            dtype=torch.float64)
-    value = log_bessel_iv(orders, xs)
-    assert ((value - expected).abs() <= 1e-12 * expected.abs()).all()
-
-
 def test_bessel_ratio_matches_mpmath_literals():
     # Issue target: relative error <= 1e-8.
     for p, x, _, ratio in MPMATH_REFERENCE:
@@ -282,23 +273,11 @@ def test_log_bessel_iv_small_argument_keeps_relative_accuracy():
 
 def test_log_bessel_iv_at_zero():
     zero = torch.zeros(3, dtype=torch.float64)
-    orders = torch.tensor([0.0, 0.5, 300.0], dtype=torch.float64)
-    value = log_bessel_iv(orders, zero)
-    assert value[0].item() == 0
-    assert torch.isneginf(value[1:]).all()
+    assert (log_bessel_iv(0.0, zero) == 0).all()
+    for order in (0.5, 300.0):
+        assert torch.isneginf(log_bessel_iv(order, zero)).all()
     assert log_bessel_iv(0, 0.0).item() == 0
     assert torch.isneginf(log_bessel_iv(2.0, 0.0))
-
-
-def test_log_bessel_iv_broadcasts_orders_and_arguments():
-    orders = torch.tensor([[0.0], [0.5], [24.5], [25.0], [700.0]],
-                          dtype=torch.float64)
-    x = torch.tensor([0.0, 0.3, 1.9, 2.1, 40.0, 3e5], dtype=torch.float64)
-    value = log_bessel_iv(orders, x)
-    assert value.shape == (5, 6)
-    for row, order in enumerate(orders.flatten().tolist()):
-        torch.testing.assert_close(
-            value[row], log_bessel_iv(order, x), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize('p', [2, 3, 16, 1024, 4096])
@@ -351,7 +330,8 @@ def test_negative_inputs():
     assert torch.isnan(log_vmf_normalizer(kappa, 8)[0])
     assert torch.isnan(bessel_ratio(kappa, 8)[0])
     assert torch.isnan(log_bessel_iv(1.0, kappa)[0])
-    assert torch.isnan(log_bessel_iv(torch.tensor([-1.0, 1.0]), 1.0)[0])
+    with pytest.raises(ValueError, match='nu'):
+        log_bessel_iv(-1.0, 1.0)
     assert torch.isfinite(log_vmf_normalizer(kappa, 8)[1])
     with pytest.raises(ValueError, match='kappa'):
         log_vmf_normalizer(-1.0, 8)
@@ -420,8 +400,6 @@ def test_log_bessel_iv_gradcheck(nu):
                      dtype=torch.float64,
                      requires_grad=True)
     assert gradcheck(lambda x: log_bessel_iv(nu, x), (x, ))
-    orders = torch.full((6, ), nu, dtype=torch.float64)
-    assert gradcheck(lambda x: log_bessel_iv(orders, x), (x, ))
     # d/dx log I_0 at 0 is 0.
     zero = torch.zeros((), dtype=torch.float64, requires_grad=True)
     grad, = torch.autograd.grad(log_bessel_iv(0.0, zero), zero)
@@ -503,7 +481,8 @@ def test_no_host_reads_in_bessel_functions():
         for p in (3, 1024):
             log_vmf_normalizer(kappa, p).sum().backward()
             bessel_ratio(kappa, p).sum().backward()
-            log_bessel_iv(torch.tensor([0.0, 1.0, 7.5, 40.0]), kappa)
+            for order in (0.0, 1.0, 7.5, 40.0):
+                log_bessel_iv(order, kappa)
             estimate_kappa(torch.tensor([0.0, 0.3, 0.99]), p, 'mle')
     assert '_local_scalar_dense' not in recorder.ops
     # The same holds on the meta device, which has no values at all.
