@@ -3,7 +3,7 @@
 # building mmcv once, which is then cached in ~/.cache/mmlt).
 PY := .venv/bin/python
 
-.PHONY: env demo test bench
+.PHONY: env demo test test-fast bench
 
 env:
 	bash tools/setup_env.sh
@@ -15,6 +15,11 @@ demo: env
 # The test suite (about 10 minutes on 2 cores once the environment exists).
 test: env
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
+
+# The development loop: everything except trainings, subprocesses and
+# 2-process jobs (markers in pytest.ini), well under 2 minutes on 2 cores.
+test-fast: env
+	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow and not dist"
 
 bench: env
 	$(PY) benchmarks/bench_proco_loss.py

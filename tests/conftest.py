@@ -21,3 +21,10 @@ def free_port():
 @pytest.fixture
 def port():
     return free_port()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for a free ``port`` starts a real 2-process job."""
+    for item in items:
+        if 'port' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.dist)
