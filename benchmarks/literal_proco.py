@@ -1,8 +1,8 @@
 """A literal ProCo implementation: the baseline of ``bench_proco_loss.py``.
 
-This re-implements the method the way METHODS.md (section 4, "Where the
-official implementation is weak") describes the reference code, written from
-that description. It is deliberately slow and is not part of ``mmlt``:
+This re-implements the method the way the authors' public code computes it,
+written from a description of that code (docs/methods.md, section ProCo, has
+the math). It is deliberately slow and is not part of ``mmlt``:
 
 - the estimator update builds ``B x C x p`` tensors (a one-hot mask times the
   features) and keeps a running mean per class; two estimators are updated on

@@ -75,7 +75,7 @@ def _find_idx_file(root: str, stem: str) -> str:
 
 @DATASETS.register_module()
 class FashionMNISTLT(LongTailDataset):
-    """Fashion-MNIST-LT (mmlt's embedded demo; METHODS.md section 6).
+    """Fashion-MNIST-LT (mmlt's embedded demo; docs/methods.md, section Fashion-MNIST-LT).
 
     The training split keeps ``n_i = int(n_max * (1 / IF) ** (i / 9))`` images
     of the class of rank ``i`` (:func:`make_lt_counts`), chosen like

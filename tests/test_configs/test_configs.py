@@ -7,8 +7,8 @@ count; ResNet-50/ResNeXt-50 configs take 32x32 inputs instead of 224x224 to
 keep the step fast on a CPU: the backbone downsamples by 32 and the head sees
 globally pooled features, so the model does not depend on the input size
 (the pipelines are checked at their real size, 224, separately).
-Expected values come from /work/shared/METHODS.md (ProCo: Du et al., TPAMI
-2024; BCL: Zhu et al., CVPR 2022).
+Expected values are the papers' settings (ProCo: Du et al., TPAMI 2024; BCL:
+Zhu et al., CVPR 2022), summarised in docs/methods.md.
 """
 import glob
 import math

@@ -77,9 +77,9 @@ class VMFEstimator(nn.Module):
     of a distributed update; a single process has none).
 
     ``mu`` and ``kappa`` are derived from the buffers on each call of
-    :meth:`vmf_parameters` (``O(C p)``, no cache): ProCo calls it once per
-    step, after updating with all views, and scores all views with one
-    product.
+    :meth:`vmf_parameters` (``O(C p)``, no cache): ProCo updates with one
+    view and then reads the parameters for that view (docs/methods.md,
+    section ProCo).
 
     Args:
         num_classes (int): Number of classes ``C``.
