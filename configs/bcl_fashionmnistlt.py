@@ -7,5 +7,7 @@ _base_ = ['./proco_fashionmnistlt.py']
 model = dict(
     head=dict(
         contrast_loss=dict(
-            _delete_=True, type='mmlt.BCLLoss', temperature=0.1),
-        contrast_weight=2.0))
+            _delete_=True,
+            type='mmlt.BCLLoss',
+            temperature=0.1,
+            loss_weight=2.0)))

@@ -14,5 +14,5 @@ model = dict(
     head=dict(
         num_classes=1000,
         loss=dict(type='mmlt.LogitAdjustLoss', tau=1.0),
-        contrast_loss=dict(type='mmlt.BCLLoss', temperature=0.07),
-        contrast_weight=0.35))
+        contrast_loss=dict(type='mmlt.BCLLoss', temperature=0.07,
+                           loss_weight=0.35)))

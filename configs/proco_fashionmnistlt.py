@@ -18,8 +18,8 @@ model = dict(
         in_channels=64,
         proj_dims=(512, 128),
         loss=dict(type='mmlt.LogitAdjustLoss', tau=1.0),
-        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
-        contrast_weight=1.0),
+        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
+                           loss_weight=1.0)),
 )
 
 # log progress a few times per epoch (39 iterations) on the CPU demo

@@ -16,5 +16,5 @@ model = dict(
     head=dict(
         num_classes=100,
         loss=dict(type='mmlt.LogitAdjustLoss', tau=1.0),
-        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
-        contrast_weight=1.0))
+        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
+                           loss_weight=1.0)))

@@ -15,6 +15,6 @@ model = dict(
     head=dict(
         num_classes=8142,
         loss=dict(type='mmlt.LogitAdjustLoss', tau=1.0),
-        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.07),
-        contrast_weight=1.0))
+        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.07,
+                           loss_weight=1.0)))
 optim_wrapper = dict(optimizer=dict(lr=0.2, weight_decay=1e-4))

@@ -21,8 +21,8 @@ model = dict(
     head=dict(
         num_classes=365,
         loss=dict(type='mmlt.LogitAdjustLoss', tau=1.0),
-        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.07),
-        contrast_weight=1.0))
+        contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.07,
+                           loss_weight=1.0)))
 max_epochs = 30
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = [

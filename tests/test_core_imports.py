@@ -20,10 +20,12 @@ loss = ProCoLoss(num_classes=3, feat_dim=4, class_counts=[3, 2, 1])
 z = torch.nn.functional.normalize(torch.randn(5, 4), dim=1)
 value = loss(z, torch.tensor([0, 1, 2, 0, 1]))
 assert torch.isfinite(value)
-for key in ('ProCoLoss', 'BCLLoss', 'SupConLoss', 'ContrastiveClsHead',
+for key in ('ProCoLoss', 'BCLLoss', 'SupConLoss', 'ContrastiveBranch',
             'VMFEstimator', 'ProtoNCELoss'):
     assert MODELS.get(key) is not None, key
+# the MMPretrain head and preprocessor live with their host
 assert 'MultiViewDataPreprocessor' not in MODELS.module_dict
+assert 'ContrastiveClsHead' not in MODELS.module_dict
 loaded = [m for m in ('mmpretrain', 'mmdet', 'mmcv') if sys.modules.get(m)]
 print('loaded hosts:', loaded)
 assert not loaded

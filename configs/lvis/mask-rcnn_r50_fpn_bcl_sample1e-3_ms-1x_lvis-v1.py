@@ -13,5 +13,5 @@ model = dict(
             proj_dims=(1024, 128),
             loss_cls=dict(
                 _delete_=True, type='mmlt.DetLogitAdjustLoss', tau=1.0),
-            contrast_loss=dict(type='mmlt.BCLLoss', temperature=0.1),
-            contrast_weight=0.5)))
+            contrast_loss=dict(type='mmlt.BCLLoss', temperature=0.1,
+                               loss_weight=0.5))))

@@ -3,7 +3,7 @@
 # projection, whose unit outputs go to the ProCo loss (vMF estimator fed with
 # exactly the sampled foreground RoIs, statistics shared by all GPUs). The
 # classifier keeps logit adjustment, as in ProCo's recipe. Inference is that
-# of the baseline. contrast_weight 0.5 and temperature 0.1 are not tuned on
+# of the baseline. loss weight 0.5 and temperature 0.1 are not tuned on
 # LVIS.
 _base_ = './_base_/mask-rcnn_r50_fpn_class-counts_lvis-v1.py'
 
@@ -15,5 +15,5 @@ model = dict(
             proj_dims=(1024, 128),
             loss_cls=dict(
                 _delete_=True, type='mmlt.DetLogitAdjustLoss', tau=1.0),
-            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
-            contrast_weight=0.5)))
+            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
+                               loss_weight=0.5))))

@@ -18,5 +18,5 @@ model = dict(
                 q=2.0,
                 num_classes=1203,
                 loss_weight=1.0),
-            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
-            contrast_weight=0.5)))
+            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
+                               loss_weight=0.5))))

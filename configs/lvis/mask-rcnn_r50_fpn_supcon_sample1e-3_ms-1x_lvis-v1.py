@@ -9,5 +9,5 @@ model = dict(
         bbox_head=dict(
             type='mmlt.ContrastiveBBoxHead',
             proj_dims=(1024, 128),
-            contrast_loss=dict(type='mmlt.SupConLoss', temperature=0.1),
-            contrast_weight=0.5)))
+            contrast_loss=dict(type='mmlt.SupConLoss', temperature=0.1,
+                               loss_weight=0.5))))

@@ -155,7 +155,8 @@ def test_hyper_parameters(name):
         assert num_views(cfg) == 1
     else:
         assert (contrast.type, contrast.temperature) == exp['contrast']
-        assert head.contrast_weight == exp['weight']
+        assert contrast.loss_weight == exp['weight']
+        assert 'contrast_weight' not in head  # one weight per term
         # one classifier view + two contrastive views
         assert num_views(cfg) == 3
 
@@ -275,13 +276,13 @@ def test_one_training_step(names):
     assert head.fc.weight.grad is not None
     assert head.fc.weight.grad.abs().sum() > 0
     if contrastive:
-        projector_grad = head.projector[0].weight.grad
+        projector_grad = head.contrast_branch.projector[0].weight.grad
         assert projector_grad is not None and projector_grad.abs().sum() > 0
         if cfg.model.head.contrast_loss.type == 'mmlt.BCLLoss':
-            proto_grad = head.prototype_mlp[0].weight.grad
+            proto_grad = head.contrast_branch.prototype_mlp[0].weight.grad
             assert proto_grad is not None and proto_grad.abs().sum() > 0
     else:
-        assert head.projector is None
+        assert head.contrast_branch is None
 
 
 # ------------------------------------------------ pipelines on fake data

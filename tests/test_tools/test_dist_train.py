@@ -54,7 +54,7 @@ def test_dist_train_two_processes(tmp_path, port):
         FashionMNISTLT(
             data_root=str(tmp_path / 'fmnist'), n_max=24, imb_factor=4))
     per_epoch = 2 * 2 * math.ceil(n_train / 2)
-    est = 'head.contrast_loss.estimator.'
+    est = 'head.contrast_branch.loss.estimator.'
     assert rank0[est + 'current_counts'].sum().item() == per_epoch
     assert rank0[est + 'previous_counts'].sum().item() == per_epoch
     # validation ran on the balanced test split at the end

@@ -67,10 +67,10 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
 
     # the estimator saw exactly the training views: 2 contrastive views of
     # every training image in the last epoch, and the epoch before
-    counts = expected['head.contrast_loss.estimator.current_counts']
+    counts = expected['head.contrast_branch.loss.estimator.current_counts']
     n_train = len(full.train_dataloader.dataset)
     assert counts.sum().item() == 2 * n_train
-    assert expected['head.contrast_loss.estimator.previous_counts'].sum(
+    assert expected['head.contrast_branch.loss.estimator.previous_counts'].sum(
     ).item() == 2 * n_train
     # the class prior came from the training set's counts (ClassCountsHook)
     class_counts = torch.tensor(

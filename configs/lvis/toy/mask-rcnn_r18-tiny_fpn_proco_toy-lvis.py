@@ -13,8 +13,8 @@ model = dict(
             proj_dims=(256, 64),
             loss_cls=dict(
                 _delete_=True, type='mmlt.DetLogitAdjustLoss', tau=1.0),
-            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1),
-            contrast_weight=0.5)))
+            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
+                               loss_weight=0.5))))
 
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook'),

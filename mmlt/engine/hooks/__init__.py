@@ -1,8 +1,9 @@
 from .class_counts_hook import ClassCountsHook, dataset_class_counts
+from .exact_resume_hook import ExactResumeHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
 
 __all__ = [
-    'ClassCountsHook', 'dataset_class_counts', 'VMFWindowHook',
+    'ClassCountsHook', 'dataset_class_counts', 'ExactResumeHook', 'VMFWindowHook',
     'PrototypeClusteringHook'
 ]

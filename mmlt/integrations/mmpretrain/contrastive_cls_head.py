@@ -94,7 +94,13 @@ class ContrastiveClsHead(ClsHead):
                              "or 'cosine'")
         if loss is not None and not isinstance(loss, nn.Module):
             loss = MODELS.build(loss)
-        super().__init__(loss=loss, topk=topk, init_cfg=init_cfg)
+        # ClsHead builds any loss it is given; None (stage 1) is set after.
+        super().__init__(
+            loss=loss if loss is not None else nn.Identity(),
+            topk=topk,
+            init_cfg=init_cfg)
+        if loss is None:
+            self.loss_module = None
         self.topk = (topk, ) if isinstance(topk, int) else tuple(topk)
         self.num_classes = num_classes
         self.in_channels = in_channels

@@ -30,7 +30,7 @@ class SaveRankStateHook(Hook):
         state = {
             key: value.clone()
             for key, value in model.state_dict().items()
-            if '.contrast_loss.' in key or '.loss_cls.' in key
+            if '.contrast_branch.loss.' in key or '.loss_cls.' in key
         }
         torch.save(
             dict(state=state, num_foreground=self.num_foreground),

@@ -41,8 +41,7 @@ def bbox_head_cfg(contrast_loss='mmlt.ProCoLoss', **kwargs):
         num_classes=NUM_CLASSES,
         proj_dims=(32, 16),
         contrast_loss=None if contrast_loss is None else dict(
-            type=contrast_loss, temperature=0.1),
-        contrast_weight=0.5)
+            type=contrast_loss, temperature=0.1, loss_weight=0.5))
     cfg.update(kwargs)
     return cfg
 

@@ -19,7 +19,7 @@ CLASS_COUNTS = [50, 30, 10, 5, 2]
 def proco_head(seed=0, **kwargs):
     torch.manual_seed(seed)
     head = build_roi_head(roi_head_cfg(bbox_head_cfg(**kwargs)))
-    head.bbox_head.contrast_loss.set_class_counts(CLASS_COUNTS)
+    head.bbox_head.contrast_branch.loss.set_class_counts(CLASS_COUNTS)
     return head
 
 
@@ -35,14 +35,14 @@ def expected_foreground(head, x, results):
 
 def capture_contrast_inputs(head):
     seen = {}
-    original = head.bbox_head.contrast_loss.forward
+    original = head.bbox_head.contrast_branch.loss.forward
 
     def spy(features, labels, *args, **kwargs):
         seen['features'] = features.detach().clone()
         seen['labels'] = labels.clone()
         return original(features, labels, *args, **kwargs)
 
-    head.bbox_head.contrast_loss.forward = spy
+    head.bbox_head.contrast_branch.loss.forward = spy
     return seen
 
 
@@ -65,7 +65,7 @@ def test_bbox_head_shapes(loss_cls, channels):
     expected = F.relu(head.bbox_head.shared_fcs[1](F.relu(
         head.bbox_head.shared_fcs[0](flat))))
     torch.testing.assert_close(shared, expected)
-    z = head.bbox_head.project(shared)
+    z = head.bbox_head.contrast_branch.project(shared)
     assert z.shape == (7, 16)
     torch.testing.assert_close(z.norm(dim=1), torch.ones(7))
 
@@ -84,10 +84,12 @@ def test_contrastive_loss_sees_exactly_the_foreground_rois():
     }
     shared, labels = expected_foreground(head, x, results)
     assert seen['labels'].tolist() == labels.tolist()
-    torch.testing.assert_close(seen['features'],
-                               head.bbox_head.project(shared).detach())
+    # the branch hands the loss one view, view-major: (1, N_fg, p)
+    torch.testing.assert_close(
+        seen['features'],
+        head.bbox_head.contrast_branch.project(shared).detach()[None])
     # the estimator counted exactly these RoIs, by class
-    estimator = head.bbox_head.contrast_loss.estimator
+    estimator = head.bbox_head.contrast_branch.loss.estimator
     assert estimator.current_counts.sum().item() == num_fg
     assert estimator.current_counts.tolist() == torch.bincount(
         labels, minlength=NUM_CLASSES).double().tolist()
@@ -102,7 +104,7 @@ def test_loss_contrast_is_weighted_proco_of_projected_features():
     from mmlt.models.losses import ProCoLoss
     reference = ProCoLoss(
         NUM_CLASSES, 16, temperature=0.1, class_counts=CLASS_COUNTS)
-    expected = 0.5 * reference(head.bbox_head.project(shared), labels)
+    expected = 0.5 * reference(head.bbox_head.contrast_branch.project(shared), labels)
     out = head.bbox_loss(x, results)
     torch.testing.assert_close(out['loss_bbox']['loss_contrast'], expected)
 
@@ -115,7 +117,7 @@ def test_contrastive_gradient_reaches_shared_fcs_only_through_projector():
     bbox_head = head.bbox_head
     for fc in bbox_head.shared_fcs:
         assert fc.weight.grad is not None and fc.weight.grad.abs().sum() > 0
-    for layer in bbox_head.projector:
+    for layer in bbox_head.contrast_branch.projector:
         if isinstance(layer, torch.nn.Linear):
             assert layer.weight.grad.abs().sum() > 0
     # ProCo does not touch the classifier or the box regressor
@@ -127,7 +129,7 @@ def test_bcl_prototypes_come_from_object_classifier_rows():
     torch.manual_seed(0)
     head = build_roi_head(
         roi_head_cfg(bbox_head_cfg(contrast_loss='mmlt.BCLLoss')))
-    assert head.bbox_head.prototype_mlp is not None
+    assert head.bbox_head.contrast_branch.prototype_mlp is not None
     results = sampling_results(head, PROPOSALS, GTS)
     out = head.bbox_loss(features(), results)
     out['loss_bbox']['loss_contrast'].backward()
@@ -157,7 +159,7 @@ def test_no_foreground_gives_connected_zero(contrast_loss):
     head = build_roi_head(
         roi_head_cfg(bbox_head_cfg(contrast_loss=contrast_loss)))
     if contrast_loss == 'mmlt.ProCoLoss':
-        head.bbox_head.contrast_loss.set_class_counts(CLASS_COUNTS)
+        head.bbox_head.contrast_branch.loss.set_class_counts(CLASS_COUNTS)
     results = sampling_results(head, BACKGROUND_PROPOSALS, GTS)
     assert sum(len(res.pos_priors) for res in results) == 0
     out = head.bbox_loss(features(), results)
@@ -165,7 +167,7 @@ def test_no_foreground_gives_connected_zero(contrast_loss):
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     # every projector parameter is in the graph, with a zero gradient
-    for param in head.bbox_head.projector.parameters():
+    for param in head.bbox_head.contrast_branch.projector.parameters():
         assert param.grad is not None and param.grad.abs().sum() == 0
 
 
@@ -183,7 +185,7 @@ def test_inference_is_that_of_standard_roi_head():
     # the contrastive head is the standard one plus the branch's modules
     extra = set(head.state_dict()) - set(standard.state_dict())
     assert extra and all(
-        key.startswith(('bbox_head.projector.', 'bbox_head.contrast_loss.'))
+        key.startswith(('bbox_head.contrast_branch.projector.', 'bbox_head.contrast_branch.loss.'))
         for key in extra)
     standard.load_state_dict({
         key: value
@@ -195,7 +197,7 @@ def test_inference_is_that_of_standard_roi_head():
     def fail(*args, **kwargs):
         raise AssertionError('the projector ran at inference')
 
-    head.bbox_head.projector.forward = fail
+    head.bbox_head.contrast_branch.projector.forward = fail
     x = features(seed=5)
     metas = [dict(img_shape=(64, 64), scale_factor=(1., 1.))] * 2
 
@@ -217,7 +219,7 @@ def test_inference_is_that_of_standard_roi_head():
         torch.testing.assert_close(a.scores, b.scores)
         assert a.labels.tolist() == b.labels.tolist()
     # the estimator is not fed at inference
-    estimator = head.bbox_head.contrast_loss.estimator
+    estimator = head.bbox_head.contrast_branch.loss.estimator
     assert estimator.current_counts.sum().item() == 0
 
 
@@ -247,7 +249,9 @@ def test_bad_configurations_raise():
                 bbox_head_cfg(
                     contrast_loss='mmlt.BCLLoss', proto_dims=(32, 8))))
     head = proco_head()
-    with pytest.raises(ValueError, match='background'):
+    # Label values are not read on the host (no sync per step); the RoI head
+    # passes object classes only, and a background label fails in indexing.
+    with pytest.raises((IndexError, RuntimeError), match='out of bounds'):
         head.bbox_head.loss_contrast(
             torch.randn(2, 32), torch.tensor([0, NUM_CLASSES]))
 
@@ -262,7 +266,10 @@ def test_seesaw_classifier_with_bcl_branch():
                 loss_cls=dict(type='SeesawLoss', num_classes=NUM_CLASSES))))
     # Seesaw adds two objectness rows after the object classes
     assert head.bbox_head.fc_cls.weight.shape[0] == NUM_CLASSES + 2
-    assert head.bbox_head.class_prototypes().shape == (NUM_CLASSES, 16)
+    branch = head.bbox_head.contrast_branch
+    prototypes = branch.prototype_mlp(
+        head.bbox_head.fc_cls.weight[:NUM_CLASSES])
+    assert prototypes.shape == (NUM_CLASSES, 16)
     out = head.bbox_loss(features(), sampling_results(head, PROPOSALS, GTS))
     losses = out['loss_bbox']
     assert {'loss_cls_objectness', 'loss_cls_classes',

@@ -21,7 +21,7 @@ def make_head(contrast_loss):
     head = build_roi_head(
         roi_head_cfg(bbox_head_cfg(contrast_loss=contrast_loss)))
     if contrast_loss == 'mmlt.ProCoLoss':
-        head.bbox_head.contrast_loss.set_class_counts(CLASS_COUNTS)
+        head.bbox_head.contrast_branch.loss.set_class_counts(CLASS_COUNTS)
     return head
 
 
@@ -34,12 +34,12 @@ def contrast_step(head, proposals):
     grads = {
         name: param.grad.clone()
         for name, param in head.bbox_head.named_parameters()
-        if name.startswith(('shared_fcs', 'projector')) and
+        if name.startswith(('shared_fcs', 'contrast_branch.projector')) and
         param.grad is not None
     }
     buffers = {
         name: buffer.clone()
-        for name, buffer in head.bbox_head.contrast_loss.named_buffers()
+        for name, buffer in head.bbox_head.contrast_branch.loss.named_buffers()
     }
     num_fg = sum(len(res.pos_priors) for res in results)
     return dict(loss=loss.detach(), grads=grads, buffers=buffers,
@@ -64,7 +64,9 @@ def test_rank_without_foreground_runs_collectives(port):
         assert empty['num_fg'] == 0 and full['num_fg'] > 0
         assert empty['loss'].item() == 0.0
         # the projector is in the graph on the empty rank (zero gradient)
-        assert any(key.startswith('projector') for key in empty['grads'])
+        assert any(
+            key.startswith('contrast_branch.projector')
+            for key in empty['grads'])
         for grad in empty['grads'].values():
             assert grad.abs().sum() == 0
         # same statistics everywhere

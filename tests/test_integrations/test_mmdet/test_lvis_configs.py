@@ -80,5 +80,5 @@ def test_config_roi_head_builds(path):
     roi_head = MODELS.build(roi_head_cfg)
     if contrast is not None:
         assert roi_head.bbox_head.with_contrast
-        assert type(roi_head.bbox_head.contrast_loss).__name__ == \
+        assert type(roi_head.bbox_head.contrast_branch.loss).__name__ == \
             contrast.split('.')[-1]

@@ -158,7 +158,7 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
         osp.join(toy_root, 'annotations', 'lvis_v1_train.json'), 'instance')
     counts = torch.tensor(counts, dtype=torch.float64)
     torch.testing.assert_close(
-        state['roi_head.bbox_head.contrast_loss.log_prior'],
+        state['roi_head.bbox_head.contrast_branch.loss.log_prior'],
         torch.log(counts / counts.sum()))
     adjustment = state['roi_head.bbox_head.loss_cls.log_prior']
     torch.testing.assert_close(adjustment[:-1],
@@ -166,7 +166,7 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
     assert adjustment[-1] == 0
     # the estimator counted the foreground RoIs of the two iterations
     # (add_gt_as_proposals: at least one per ground-truth box)
-    counted = state['roi_head.bbox_head.contrast_loss.estimator.'
+    counted = state['roi_head.bbox_head.contrast_branch.loss.estimator.'
                     'current_counts'].sum().item()
     assert counted >= 2 * 2
 

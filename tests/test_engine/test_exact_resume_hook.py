@@ -1,0 +1,192 @@
+"""ExactResumeHook on real MMEngine Runners: a run that crashes and resumes
+ends bit-identical to a run that never stopped.
+
+The toy pipeline draws from all three generators (Python, NumPy, torch) and
+the model has dropout, so any random state that a restart changes shows up
+in the weights. A crash is an exception raised by a hook inside an epoch,
+after the checkpoint the resume starts from; the subprocess SIGKILL version
+with tools/train.py is in tests/test_tools/test_kill_resume.py.
+"""
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+from mmlt.engine.hooks.exact_resume_hook import (ExactResumeHook,
+                                                 _seeded_class, derived_seed)
+
+NUM_SAMPLES, BATCH = 24, 4  # 6 iterations per epoch
+
+
+class NoisyDataset(torch.utils.data.Dataset):
+    """Items with augmentation noise from Python, NumPy and torch."""
+
+    def __len__(self):
+        return NUM_SAMPLES
+
+    def __getitem__(self, idx):
+        x = torch.full((3, ), float(idx))
+        x = x + float(np.random.rand()) + random.random() + torch.rand(3)
+        return dict(inputs=x, labels=torch.tensor(idx % 2))
+
+
+class DropoutModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5),
+                                 nn.Linear(8, 2))
+
+    def forward(self, inputs, labels, mode='tensor'):
+        logits = self.net(torch.stack(inputs) if isinstance(inputs, list)
+                          else inputs)
+        if mode == 'loss':
+            labels = torch.stack(labels) if isinstance(labels,
+                                                       list) else labels
+            return dict(loss=nn.functional.cross_entropy(logits, labels))
+        return logits
+
+
+class Crash(Hook):
+    """Stands in for SIGKILL: stop inside an epoch."""
+
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.at_iter:
+            raise KeyboardInterrupt('crash')
+
+
+def make_runner(work_dir, num_workers=0, persistent=False, by_epoch=True,
+                resume=False, crash_at=None, max_epochs=3):
+    hooks = [dict(type='mmlt.ExactResumeHook')]
+    if crash_at is not None:
+        hooks.append(Crash(crash_at))
+    checkpoint = dict(type='CheckpointHook', interval=1) if by_epoch else \
+        dict(type='CheckpointHook', interval=4, by_epoch=False)
+    torch.manual_seed(0)  # the same initial weights in every run
+    return Runner(
+        model=DropoutModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=NoisyDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=BATCH,
+            num_workers=num_workers,
+            persistent_workers=persistent,
+            collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=checkpoint,
+                           logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=hooks,
+        randomness=dict(seed=7),
+        resume=resume,
+        default_scope='mmlt')
+
+
+def final_state(runner):
+    state = {f'model.{k}': v.clone() for k, v in
+             runner.model.state_dict().items()}
+    for key, value in runner.optim_wrapper.state_dict()['state'].items():
+        for name, tensor in value.items():
+            state[f'optim.{key}.{name}'] = tensor.clone()
+    return state
+
+
+def run_straight(work_dir, **kwargs):
+    runner = make_runner(work_dir, **kwargs)
+    runner.train()
+    return final_state(runner)
+
+
+def run_crash_and_resume(work_dir, crash_at, **kwargs):
+    with pytest.raises(KeyboardInterrupt):
+        make_runner(work_dir, crash_at=crash_at, **kwargs).train()
+    runner = make_runner(work_dir, resume=True, **kwargs)
+    runner.train()
+    return final_state(runner), runner
+
+
+def assert_bitwise_equal(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('num_workers, persistent', [(0, False), (1, True),
+                                                     (2, False)])
+def test_resume_after_crash_is_bitwise_exact(tmp_path, num_workers,
+                                             persistent):
+    straight = run_straight(tmp_path / 'a', num_workers=num_workers,
+                            persistent=persistent)
+    # epoch_2.pth is written after iteration 12; crash at iteration 15.
+    resumed, _ = run_crash_and_resume(tmp_path / 'b', 15,
+                                      num_workers=num_workers,
+                                      persistent=persistent)
+    assert_bitwise_equal(straight, resumed)
+
+
+@pytest.mark.slow
+def test_mid_epoch_checkpoint_resumes_at_its_iteration(tmp_path):
+    straight = run_straight(tmp_path / 'a', by_epoch=False)
+    # iter_8.pth is written inside epoch 2 (iterations 6..11); crash at 10.
+    resumed, runner = run_crash_and_resume(tmp_path / 'b', 10,
+                                           by_epoch=False)
+    assert runner.iter == 18
+    assert_bitwise_equal(straight, resumed)
+
+
+def test_without_the_hook_resume_differs(tmp_path):
+    """The failure the hook fixes, shown on the same toy run."""
+
+    def runner_without_hook(work_dir, resume=False, crash_at=None):
+        runner = make_runner(work_dir, resume=resume, crash_at=crash_at)
+        runner._hooks = [h for h in runner._hooks
+                         if not isinstance(h, ExactResumeHook)]
+        return runner
+
+    straight = runner_without_hook(tmp_path / 'a')
+    straight.train()
+    with pytest.raises(KeyboardInterrupt):
+        runner_without_hook(tmp_path / 'b', crash_at=15).train()
+    resumed = runner_without_hook(tmp_path / 'b', resume=True)
+    resumed.train()
+    a, b = final_state(straight), final_state(resumed)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_carries_random_states(tmp_path):
+    runner = make_runner(tmp_path, max_epochs=1)
+    runner.train()
+    checkpoint = torch.load(tmp_path / 'epoch_1.pth', weights_only=False)
+    states = checkpoint['random_states']
+    assert len(states) == 1 and set(states[0]) >= {'python', 'numpy', 'torch'}
+    size = len(pickle.dumps(states))
+    assert size < 16000, size  # about 12 KB per rank
+
+
+def test_sample_seed_depends_on_seed_epoch_and_index_only():
+    dataset = NoisyDataset()
+    key = torch.tensor([7, 2])
+    dataset._mmlt_seed_key = key
+    dataset.__class__ = _seeded_class(NoisyDataset)
+    first = dataset[5]['inputs']
+    torch.rand(10), np.random.rand(), random.random()  # other draws between
+    assert torch.equal(dataset[5]['inputs'], first)
+    assert not torch.equal(dataset[6]['inputs'], first)
+    key[1] = 3  # next epoch: new augmentation
+    assert not torch.equal(dataset[5]['inputs'], first)
+    # pickles as its own class (workers started with 'spawn')
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert isinstance(copy, NoisyDataset) and type(copy) is type(dataset)
+    assert derived_seed(1, 7, 3, 5) != derived_seed(1, 7, 5, 3)
