@@ -38,7 +38,8 @@ model = dict(
     # faster than ImageNet's m = 0.999.
     momentum=0.01)
 
-# Replaces the runtime's classification hooks: PCL needs only the E-step.
+# Replaces the runtime's classification hooks: PCL needs only the E-step
+# (and exact resume).
 custom_hooks = [
     dict(
         type='mmlt.PrototypeClusteringHook',
@@ -47,5 +48,7 @@ custom_hooks = [
         kmeans_cfg=dict(backend='auto', num_iters=30, num_restarts=3),
         alpha=10.0,
         clip_percentiles=(10.0, 90.0)),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
 ]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=10))

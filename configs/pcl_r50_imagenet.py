@@ -56,5 +56,7 @@ custom_hooks = [
                 max_points_per_centroid=1000, min_points_per_centroid=10)),
         alpha=10.0,
         clip_percentiles=(10.0, 90.0)),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
 ]
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=3))

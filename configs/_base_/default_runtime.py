@@ -13,9 +13,13 @@ default_hooks = dict(
 # ClassCountsHook gives the training class counts to the losses (logit
 # adjustment prior) and metrics; VMFWindowHook advances ProCo's two-epoch
 # estimator window. Both are no-ops for models that do not need them.
+# ExactResumeHook makes --resume continue bit for bit; CheckpointCheckHook
+# names what differs when a checkpoint does not fit (docs/resume.md).
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook'),
     dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
 ]
 
 env_cfg = dict(

@@ -7,3 +7,9 @@
 # (docs/detection.md). 8 GPUs x 2 images:
 #   bash tools/dist_train.sh configs/lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py 8
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
+
+# The one addition: --resume continues bit for bit (docs/resume.md).
+custom_hooks = [
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook')
+]

@@ -16,4 +16,6 @@ train_dataloader = dict(
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook'),
     dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
 ]

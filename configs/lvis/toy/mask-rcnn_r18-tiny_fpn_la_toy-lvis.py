@@ -8,4 +8,8 @@ model = dict(
             loss_cls=dict(
                 _delete_=True, type='mmlt.DetLogitAdjustLoss', tau=1.0))))
 
-custom_hooks = [dict(type='mmlt.ClassCountsHook')]
+custom_hooks = [
+    dict(type='mmlt.ClassCountsHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook')
+]

@@ -19,4 +19,6 @@ model = dict(
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook'),
     dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
 ]

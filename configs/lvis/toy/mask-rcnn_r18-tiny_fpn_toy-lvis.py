@@ -128,3 +128,7 @@ default_hooks = dict(
     visualization=dict(type='DetVisualizationHook'))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
+custom_hooks = [
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook')
+]

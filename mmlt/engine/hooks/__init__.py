@@ -1,9 +1,10 @@
+from .checkpoint_check_hook import CheckpointCheckHook
 from .class_counts_hook import ClassCountsHook, dataset_class_counts
 from .exact_resume_hook import ExactResumeHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
 
 __all__ = [
-    'ClassCountsHook', 'dataset_class_counts', 'ExactResumeHook', 'VMFWindowHook',
-    'PrototypeClusteringHook'
+    'CheckpointCheckHook', 'ClassCountsHook', 'dataset_class_counts',
+    'ExactResumeHook', 'VMFWindowHook', 'PrototypeClusteringHook'
 ]

@@ -16,7 +16,9 @@ is, never of how it got there:
   persistent worker), so augmentations do not depend on restarts, on the
   number of workers or on the number of GPUs;
 - the training process of each rank is seeded from ``(seed, rank, iter)``
-  before every iteration (dropout, RoI sampling, anything in the step);
+  before every iteration (dropout, RoI sampling, anything in the step) and
+  from ``(seed, rank, epoch)`` before every epoch (epoch-level hooks such as
+  PCL's clustering);
 - checkpoints also carry every rank's Python, NumPy, torch and CUDA states,
   restored on resume (for what runs between resume and the first iteration);
 - a run resumed from a mid-epoch checkpoint skips the indices its epoch had
@@ -39,7 +41,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmlt.registry import HOOKS
 
 # Domains of the derived seeds, so a data seed never equals a step seed.
-_DATA_DOMAIN, _STEP_DOMAIN = 1, 2
+_DATA_DOMAIN, _STEP_DOMAIN, _EPOCH_DOMAIN = 1, 2, 3
 
 
 def derived_seed(*keys: int) -> int:
@@ -180,6 +182,12 @@ class ExactResumeHook(Hook):
         dataset.__class__ = _seeded_class(type(dataset))
 
     def before_train_epoch(self, runner) -> None:
+        # Epoch-level work of other hooks (this hook runs first), e.g. the
+        # k-means of PrototypeClusteringHook, draws from these seeds.
+        if self.seed_iterations:
+            seed_everything(
+                derived_seed(_EPOCH_DOMAIN, runner.seed, get_rank(),
+                             runner.epoch))
         if self._seed_key is not None:
             self._seed_key.copy_(
                 torch.tensor([runner.seed, runner.epoch], dtype=torch.long))
