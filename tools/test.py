@@ -102,9 +102,10 @@ def main(argv=None):
         evaluator = cfg.test_evaluator
         if isinstance(evaluator, dict):
             evaluator = [evaluator]
-        # MMDetection's own dumper encodes masks compactly.
+        # MMDetection's own dumper encodes masks compactly; mmlt's stores
+        # per-sample copies (not views into each batch).
         dumper = ('mmdet.DumpDetResults'
-                  if host_of(cfg) == 'mmdet' else 'mmengine.DumpResults')
+                  if host_of(cfg) == 'mmdet' else 'mmlt.DumpResults')
         cfg.test_evaluator = list(evaluator) + [
             dict(type=dumper, out_file_path=args.out)
         ]

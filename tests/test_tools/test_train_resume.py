@@ -82,7 +82,7 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     crash = write_tiny_config(
         tmp_path,
         extra="custom_hooks = [dict(type='mmlt.ClassCountsHook'), "
-        "dict(type='mmlt.VMFWindowHook'), "
+        "dict(type='mmlt.VMFWindowHook'), dict(type='mmlt.ExactResumeHook'), "
         "dict(type='CrashAfterEpoch', epoch=2)]\n")
     with pytest.raises(RuntimeError, match='simulated crash'):
         run_train(crash, tmp_path / 'part')
@@ -96,9 +96,8 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     assert 'Epoch(train) [3]' in log and 'Epoch(train) [1]' not in log
     got = model_state(resumed)
     assert set(got) == set(expected)
-    for key, value in expected.items():
-        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6,
-                                   msg=key)
+    for key, value in expected.items():  # bit for bit (ExactResumeHook)
+        assert torch.equal(got[key], value), key
     metrics = resumed.val_loop.run()
     for key, value in expected_metrics.items():
         assert metrics[key] == pytest.approx(value, nan_ok=True), key
@@ -120,6 +119,27 @@ def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     dumped = load(str(preds))
     assert len(dumped) == 40  # 4 test images of each of the 10 classes
     assert all(d['pred_score'].shape == (10, ) for d in dumped)
+    # per-sample copies, not views into each batch's output
+    per_sample = osp.getsize(preds) / len(dumped)
+    assert per_sample < 2000, per_sample
+
+    # post-hoc adjustment works after tools/test.py loads the checkpoint:
+    # the head's prior comes back from it (nothing else sets it in testing),
+    # so log p_tau - log p_0 = -tau log(prior) + a constant per sample.
+    adjusted = tmp_path / 'preds_tau.pkl'
+    test_main([
+        cfg,
+        str(tmp_path / 'full' / 'epoch_3.pth'), '--work-dir',
+        str(tmp_path / 'test_tau'), '--out',
+        str(adjusted), '--cfg-options', 'experiment_name=test_tau',
+        'model.head.posthoc_tau=1.0'
+    ])
+    log_prior = (class_counts / class_counts.sum()).log()
+    for plain, tau in zip(dumped, load(str(adjusted))):
+        shift = (tau['pred_score'].double().log() -
+                 plain['pred_score'].double().log() + log_prior)
+        torch.testing.assert_close(
+            shift, shift.mean().expand(10), rtol=0, atol=1e-4)
     metrics_file = tmp_path / 'metrics.json'
     test_main([
         cfg,
