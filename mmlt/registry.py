@@ -16,6 +16,7 @@ from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
@@ -32,7 +33,7 @@ MODEL_WRAPPERS = Registry(
     'model_wrapper',
     parent=MMENGINE_MODEL_WRAPPERS,
     scope='mmlt',
-    locations=['mmlt.models'])
+    locations=['mmlt.engine'])
 #: Long-tailed datasets (classification, and LVIS with class counts when
 #: MMDetection is installed).
 DATASETS = Registry(
@@ -58,6 +59,12 @@ HOOKS = Registry(
 #: Loops.
 LOOPS = Registry(
     'loop', parent=MMENGINE_LOOPS, scope='mmlt', locations=['mmlt.engine'])
+#: Optimizer wrappers.
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope='mmlt',
+    locations=['mmlt.engine'])
 #: Optimizer wrapper constructors.
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',

@@ -30,3 +30,44 @@ class DumpRankState(Hook):
         model = getattr(model, 'module', model)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
+
+
+@HOOKS.register_module()
+class PoisonFeatures(Hook):
+    """Make the neck's output Inf/NaN in one iteration (an fp16 overflow)
+    and record the ProCo estimator around that iteration."""
+    priority = 'LOWEST'
+
+    def __init__(self, at_iter, value=float('inf')):
+        self.at_iter = at_iter
+        self.value = value
+        self.handle = None
+        self.before = self.after = None
+
+    @staticmethod
+    def estimator_state(runner):
+        model = getattr(runner.model, 'module', runner.model)
+        return {
+            name: buffer.clone()
+            for name, buffer in model.named_buffers() if 'estimator' in name
+        }
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter != self.at_iter:
+            return
+        self.before = self.estimator_state(runner)
+        model = getattr(runner.model, 'module', runner.model)
+        value = self.value
+
+        def poison(module, inputs, output):
+            return tuple(o * value for o in output) if isinstance(
+                output, tuple) else output * value
+
+        self.handle = model.neck.register_forward_hook(poison)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+            self.after = self.estimator_state(runner)

@@ -1,6 +1,5 @@
 """Shared logic of ``tools/train.py`` and ``tools/test.py``."""
 import os.path as osp
-import warnings
 
 from mmengine.config import Config
 
@@ -39,23 +38,20 @@ def apply_common_args(cfg, args):
 
 
 def enable_amp(cfg):
-    """Switch the optimizer wrapper to AMP; warns and skips without a GPU."""
-    import torch
-    if not torch.cuda.is_available():
-        warnings.warn('--amp needs a GPU (mmengine AmpOptimWrapper uses '
-                      'torch.cuda.amp); no GPU here, so training runs in '
-                      'float32.')
-        return cfg
+    """Switch the optimizer wrapper to ``mmlt.AmpOptimWrapper``: fp16 with
+    dynamic loss scaling on CUDA, bfloat16 autocast on a CPU; both skip
+    steps with non-finite gradients."""
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if optim_wrapper == 'AmpOptimWrapper':
+    if optim_wrapper in ('mmlt.AmpOptimWrapper', 'AmpOptimWrapper'):
+        cfg.optim_wrapper.type = 'mmlt.AmpOptimWrapper'
         return cfg
-    if optim_wrapper not in ('OptimWrapper', 'mmengine.OptimWrapper'):
+    if optim_wrapper not in ('OptimWrapper', 'mmengine.OptimWrapper',
+                             'mmlt.SkipNonFiniteOptimWrapper'):
         raise ValueError(
-            f'--amp only replaces OptimWrapper, but the config uses '
-            f'optim_wrapper.type={optim_wrapper!r}; set AmpOptimWrapper in '
-            'the config instead.')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+            f'--amp replaces OptimWrapper, but the config uses '
+            f'optim_wrapper.type={optim_wrapper!r}; set '
+            "type='mmlt.AmpOptimWrapper' in the config instead.")
+    cfg.optim_wrapper.type = 'mmlt.AmpOptimWrapper'
     return cfg
 
 

@@ -35,6 +35,9 @@ def test_dist_train_two_processes(tmp_path, port):
          '--work-dir', str(work_dir)],
         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-5000:])
+    # channels-last batches with channels-last parameters under DDP
+    # (mmlt.ChannelsLastDistributedDataParallel): no gradient copies
+    assert 'Grad strides do not match' not in out.stdout + out.stderr
     rank0 = torch.load(work_dir / 'rank0.pth')
     rank1 = torch.load(work_dir / 'rank1.pth')
     assert set(rank0) == set(rank1)

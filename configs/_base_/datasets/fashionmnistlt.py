@@ -17,6 +17,8 @@ data_preprocessor = dict(
     to_rgb=False,
     # NHWC batches: about 20% faster convolutions on the CPU (oneDNN)
     channels_last=True)
+# ... and NHWC parameters under DDP, so gradients need no copy into buckets
+model_wrapper_cfg = dict(type='mmlt.ChannelsLastDistributedDataParallel')
 
 # view 1: the classifier's view
 cls_view = [

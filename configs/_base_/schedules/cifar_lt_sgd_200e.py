@@ -5,6 +5,8 @@
 max_epochs = 200
 warmup_epochs = 5
 optim_wrapper = dict(
+    # skips steps with NaN/Inf gradients; --amp makes it mmlt.AmpOptimWrapper
+    type='mmlt.SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.3, momentum=0.9, weight_decay=2e-4))
 param_scheduler = [
     dict(

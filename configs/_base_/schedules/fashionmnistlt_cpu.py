@@ -1,6 +1,8 @@
 # A short CPU schedule: SGD, linear warm-up then cosine decay.
 max_epochs = 20
 optim_wrapper = dict(
+    # skips steps with NaN/Inf gradients; --amp makes it mmlt.AmpOptimWrapper
+    type='mmlt.SkipNonFiniteOptimWrapper',
     optimizer=dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))
 param_scheduler = [

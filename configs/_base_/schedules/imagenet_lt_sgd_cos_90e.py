@@ -4,6 +4,8 @@
 # the reference code (lr_e = 0.5 * lr * (1 + cos(pi * e / 90))).
 max_epochs = 90
 optim_wrapper = dict(
+    # skips steps with NaN/Inf gradients; --amp makes it mmlt.AmpOptimWrapper
+    type='mmlt.SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(

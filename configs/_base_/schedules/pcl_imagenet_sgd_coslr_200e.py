@@ -4,7 +4,8 @@
 # dict(type='MultiStepLR', by_epoch=True, milestones=[120, 160], gamma=0.1)).
 max_epochs = 200
 optim_wrapper = dict(
-    type='OptimWrapper',
+    # skips steps with NaN/Inf gradients; --amp makes it mmlt.AmpOptimWrapper
+    type='mmlt.SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.03, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     dict(

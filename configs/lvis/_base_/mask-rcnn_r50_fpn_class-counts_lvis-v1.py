@@ -19,3 +19,7 @@ custom_hooks = [
     dict(type='mmlt.ExactResumeHook'),
     dict(type='mmlt.CheckpointCheckHook'),
 ]
+
+# Skip steps with NaN/Inf gradients (stop after 10 in a row); --amp makes it
+# mmlt.AmpOptimWrapper.
+optim_wrapper = dict(type='mmlt.SkipNonFiniteOptimWrapper')

@@ -118,7 +118,7 @@ param_scheduler = [
         gamma=0.1)
 ]
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='mmlt.SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
     clip_grad=dict(max_norm=35, norm_type=2))
 

@@ -1,0 +1,171 @@
+"""Optimizer wrappers that survive a non-finite step, with AMP also on a CPU.
+
+MMEngine's ``AmpOptimWrapper`` skips a step whose fp16 gradients overflow
+(GradScaler), but it refuses to run without a GPU, and neither it nor
+``OptimWrapper`` notices a run whose losses stay NaN. These wrappers:
+
+- skip the optimizer step when any gradient is NaN or Inf (one host read per
+  step, as the logger's ``loss.item()`` already does; the decision is the
+  same on every rank because it is taken after DDP has averaged the
+  gradients), so momentum and weights are untouched;
+- raise after ``max_nonfinite_steps`` consecutive skipped steps, naming the
+  iteration and the likely fixes, instead of training on garbage;
+- (``mmlt.AmpOptimWrapper``) run mixed precision on CUDA exactly as
+  MMEngine's wrapper (fp16 autocast + dynamic loss scaling), and on a CPU
+  with bfloat16 autocast and no loss scaling (bfloat16 has float32's range).
+
+ProCo's estimator leaves out any batch with a non-finite feature on its own
+(docs/gpu.md), so a skipped step does not reach its statistics either.
+"""
+from contextlib import contextmanager
+
+import torch
+from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper as MMEngineAmpOptimWrapper
+from mmengine.optim import OptimWrapper
+
+from mmlt.registry import OPTIM_WRAPPERS
+
+
+class _SkipNonFiniteSteps:
+    """Mixin: the step logic shared by both wrappers."""
+
+    def _init_skipping(self, max_nonfinite_steps: int) -> None:
+        if not (isinstance(max_nonfinite_steps, int)
+                and max_nonfinite_steps >= 1):
+            raise ValueError('max_nonfinite_steps must be an int >= 1, got '
+                             f'{max_nonfinite_steps!r}')
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.consecutive_nonfinite_steps = 0
+        self.skipped_steps = 0
+
+    def _gradients_are_finite(self) -> bool:
+        grads = [
+            param.grad for group in self.optimizer.param_groups
+            for param in group['params'] if param.grad is not None
+        ]
+        if not grads:
+            return True
+        total = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+        return bool(torch.isfinite(total))  # the one host read of a step
+
+    def _record(self, finite: bool) -> None:
+        if finite:
+            self.consecutive_nonfinite_steps = 0
+            return
+        self.skipped_steps += 1
+        self.consecutive_nonfinite_steps += 1
+        iteration = self._inner_count  # 1-based, as in the training log
+        print_log(
+            f'non-finite gradients at iteration {iteration}: the optimizer '
+            f'step is skipped ({self.consecutive_nonfinite_steps} in a row, '
+            f'{self.skipped_steps} in all)',
+            logger='current',
+            level=30)
+        if self.consecutive_nonfinite_steps >= self.max_nonfinite_steps:
+            raise FloatingPointError(
+                f'{self.consecutive_nonfinite_steps} consecutive steps up to '
+                f'iteration {iteration} had NaN/Inf gradients, so training '
+                'stopped. Likely fixes: a lower learning rate or a longer '
+                'warm-up, gradient clipping (optim_wrapper.clip_grad='
+                'dict(max_norm=...)), --amp off or bfloat16 instead of '
+                'float16, and a check of the input data. Raise '
+                'optim_wrapper.max_nonfinite_steps to tolerate longer runs '
+                'of bad steps.')
+
+
+@OPTIM_WRAPPERS.register_module()
+class SkipNonFiniteOptimWrapper(_SkipNonFiniteSteps, OptimWrapper):
+    """``OptimWrapper`` that skips steps with NaN/Inf gradients.
+
+    Args:
+        max_nonfinite_steps (int): Consecutive skipped steps after which
+            training stops with an error. Defaults to 10.
+        **kwargs: Arguments of ``OptimWrapper``.
+    """
+
+    def __init__(self, max_nonfinite_steps: int = 10, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_skipping(max_nonfinite_steps)
+
+    def step(self, **kwargs) -> None:
+        finite = self._gradients_are_finite()
+        self._record(finite)
+        if finite:
+            super().step(**kwargs)
+
+
+@OPTIM_WRAPPERS.register_module()
+class AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
+    """Mixed precision on CUDA (as MMEngine's) and on a CPU (bfloat16).
+
+    Args:
+        loss_scale (str | float | dict): CUDA only, as in MMEngine.
+            Defaults to ``'dynamic'``.
+        dtype (str | torch.dtype, optional): Autocast dtype. Defaults to
+            float16 on CUDA and bfloat16 on a CPU.
+        max_nonfinite_steps (int): Consecutive skipped steps after which
+            training stops. With fp16 loss scaling the first steps of a run
+            are skipped while the scale settles, so the default is larger
+            than :class:`SkipNonFiniteOptimWrapper`'s. Defaults to 30.
+        **kwargs: Arguments of ``OptimWrapper``.
+    """
+
+    def __init__(self,
+                 loss_scale='dynamic',
+                 dtype=None,
+                 max_nonfinite_steps: int = 30,
+                 **kwargs) -> None:
+        self.device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if self.device_type == 'cuda':
+            super().__init__(loss_scale=loss_scale, dtype=dtype, **kwargs)
+        else:
+            # MMEngine's __init__ refuses a machine without a GPU; bfloat16
+            # needs no loss scaler.
+            OptimWrapper.__init__(self, **kwargs)
+            self.loss_scaler = None
+            self._scale_update_param = None
+            if isinstance(dtype, str):
+                dtype = getattr(torch, dtype)
+            self.cast_dtype = dtype or torch.bfloat16
+        self._init_skipping(max_nonfinite_steps)
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        if self.loss_scaler is None:
+            OptimWrapper.backward(self, loss, **kwargs)
+        else:
+            super().backward(loss, **kwargs)
+
+    def step(self, **kwargs) -> None:
+        finite = self._gradients_are_finite()
+        self._record(finite)
+        if self.loss_scaler is not None:
+            # GradScaler skips the step itself and lowers the scale.
+            super().step(**kwargs)
+        elif finite:
+            if self.clip_grad_kwargs:
+                self._clip_grad()
+            self.optimizer.step(**kwargs)
+
+    def state_dict(self) -> dict:
+        if self.loss_scaler is None:
+            return OptimWrapper.state_dict(self)
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.loss_scaler is None:
+            state_dict = dict(state_dict)
+            state_dict.pop('loss_scaler', None)
+            OptimWrapper.load_state_dict(self, state_dict)
+        else:
+            super().load_state_dict(state_dict)
+
+    @contextmanager
+    def optim_context(self, model):
+        if self.loss_scaler is not None:
+            with super().optim_context(model):
+                yield
+            return
+        with OptimWrapper.optim_context(self, model), torch.autocast(
+                self.device_type, dtype=self.cast_dtype):
+            yield
