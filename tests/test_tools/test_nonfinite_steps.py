@@ -51,3 +51,15 @@ def test_persistent_nonfinite_steps_stop_training(tmp_path):
     with pytest.raises(FloatingPointError,
                        match='up to iteration 3 had NaN/Inf gradients'):
         run_train(cfg, tmp_path / 'work')
+
+
+@pytest.mark.slow
+def test_amp_on_the_cpu_trains_bcl(tmp_path):
+    cfg = write_tiny_config(
+        tmp_path, 'bcl_fashionmnistlt.py',
+        "train_cfg = dict(max_epochs=1, val_interval=1)\n")
+    runner = run_train(cfg, tmp_path / 'work', '--amp')
+    assert runner.optim_wrapper.cast_dtype == torch.bfloat16
+    assert runner.optim_wrapper.skipped_steps == 0
+    model = getattr(runner.model, 'module', runner.model)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

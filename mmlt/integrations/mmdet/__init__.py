@@ -4,6 +4,8 @@ mmengine."""
 from mmlt.integrations._host import host_available
 
 if host_available(('mmdet', 'mmdet.models', 'mmdet.datasets')):
+    from . import cpu_autocast
+    cpu_autocast.apply()
     from .contrastive_bbox_head import ContrastiveBBoxHead  # noqa: F401
     from .contrastive_roi_head import ContrastiveRoIHead  # noqa: F401
     from .det_logit_adjust_loss import DetLogitAdjustLoss  # noqa: F401

@@ -220,3 +220,31 @@ custom_hooks = [
             assert torch.isfinite(ranks[0]['state'][key]).all()
             assert torch.equal(ranks[0]['state'][key],
                                ranks[1]['state'][key])
+
+
+@pytest.mark.slow
+def test_amp_training_runs_on_the_cpu_in_bfloat16(tmp_path, toy_root):
+    """--amp on a machine without a GPU: mmlt.AmpOptimWrapper autocasts to
+    bfloat16 (MMEngine's AmpOptimWrapper refuses to start without a GPU)."""
+    config = write_config(
+        tmp_path, toy_root, extra='val_cfg = None\nval_dataloader = None\n'
+        'val_evaluator = None\n')
+    out = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'), config, '--work-dir',
+            str(tmp_path / 'work'), '--amp'
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=600)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log), log[-3000:]
+    assert 'loss_contrast' in log
+    checkpoint = torch.load(tmp_path / 'work' / 'epoch_1.pth',
+                            map_location='cpu', weights_only=False)
+    assert all(torch.isfinite(v).all()
+               for v in checkpoint['state_dict'].values()
+               if v.is_floating_point())
