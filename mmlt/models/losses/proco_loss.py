@@ -208,11 +208,13 @@ class ProCoLoss(nn.Module):
         view_losses = []
         # As in the authors' code, each view first updates the statistics and
         # is then scored against them: view v sees views 0..v of the batch.
-        for view_features in features:
+        for view, view_features in enumerate(features):
             if self.update_estimator and self.training:
                 self.estimator.update(view_features.detach(), labels)
+            # One kept copy of mu per view, refreshed in place for the
+            # updated classes only (float32; float64 inputs get a new one).
             mean_direction, kappa = self.estimator.vmf_parameters(
-                compute_dtype)
+                compute_dtype, slot=view)
             logits = expected_contrast_logits(
                 view_features.to(compute_dtype), mean_direction, kappa,
                 self.temperature)

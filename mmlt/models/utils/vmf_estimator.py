@@ -76,10 +76,13 @@ class VMFEstimator(nn.Module):
     Batch sizes may differ between ranks (gathering them is the one host read
     of a distributed update; a single process has none).
 
-    ``mu`` and ``kappa`` are derived from the buffers on each call of
-    :meth:`vmf_parameters` (``O(C p)``, no cache): ProCo updates with one
-    view and then reads the parameters for that view (docs/methods.md,
-    section ProCo).
+    ProCo reads float32 ``mu`` and float64 ``kappa`` through
+    :meth:`vmf_parameters` with one slot per view: each slot is refreshed in
+    place, only for the classes updated since its last read (``O(B p)``); a
+    window swap, a load or a distributed ``all_reduce`` update rebuilds them
+    on the next read (``O(C p)``). Other dtypes are computed from the
+    buffers on each call. ProCo updates with one view and then reads the
+    parameters for that view (docs/methods.md, section ProCo).
 
     Args:
         num_classes (int): Number of classes ``C``.
@@ -158,6 +161,9 @@ class VMFEstimator(nn.Module):
         # for the same epoch (two hooks, resume) does not wipe the window.
         self.register_buffer('window_epoch',
                              torch.tensor(-1, dtype=torch.long))
+        # float32 mu and float64 kappa of all classes for ProCo, one copy per
+        # view slot (see vmf_parameters); None: rebuild from the buffers.
+        self._slots = None
 
     # ------------------------------------------------------------------ state
     def extra_repr(self) -> str:
@@ -176,6 +182,7 @@ class VMFEstimator(nn.Module):
         epoch's and the current ones are zeroed (no-op for ``'ema'``)."""
         if self.window != 'epoch':
             return
+        self._slots = None
         self.previous_sums.copy_(self.current_sums)
         self.previous_counts.copy_(self.current_counts)
         self.current_sums.zero_()
@@ -209,9 +216,22 @@ class VMFEstimator(nn.Module):
                     self.previous_counts + self.current_counts)
         return self.ema_sums.clone(), self.ema_counts.clone()
 
-    def _vmf_statistics(self):
-        """(mu, kappa, R) of all classes in float64."""
-        sums, counts = self.pooled_statistics()
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._slots = None
+
+    def _pooled_rows(self, labels: torch.Tensor):
+        """Pooled sums ``(B, p)`` and counts ``(B,)`` of the given classes."""
+        if self.window == 'epoch':
+            return (self.previous_sums[labels] + self.current_sums[labels],
+                    self.previous_counts[labels] + self.current_counts[labels])
+        return self.ema_sums[labels], self.ema_counts[labels]
+
+    def _vmf_statistics(self, sums=None, counts=None):
+        """(mu, kappa, R) in float64 of all classes, or of the rows of the
+        given pooled ``sums`` and ``counts``."""
+        if sums is None:
+            sums, counts = self.pooled_statistics()
         tiny = torch.finfo(torch.float64).tiny
         norms = torch.linalg.vector_norm(sums, dim=1)
         # Classes without samples (or whose features cancel) have zero sums:
@@ -230,22 +250,64 @@ class VMFEstimator(nn.Module):
     @torch.no_grad()
     def vmf_parameters(
         self,
-        mu_dtype: torch.dtype = torch.float64
+        mu_dtype: torch.dtype = torch.float64,
+        slot: Optional[int] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Mean directions and concentrations of all classes.
 
         Args:
-            mu_dtype (torch.dtype): dtype of ``mu``; ProCo asks for the
-                features' compute dtype (float32) so that its ``B x C x p``
-                product runs there. ``kappa`` is always float64 (``C``
-                numbers, used element-wise). Defaults to float64.
+            mu_dtype (torch.dtype): dtype of ``mu``; ProCo asks for float32
+                so that its ``B x C x p`` product runs there. ``kappa`` is
+                always float64 (``C`` numbers, used element-wise). Defaults
+                to float64.
+            slot (int, optional): With ``mu_dtype=float32``, the kept copy to
+                return: ProCo passes the view index. Each slot is brought up
+                to date in place, only for the classes updated since it was
+                last read (``O(B p)``). A graph that saved view ``v``'s ``mu``
+                stays valid while the other views update, and the step's
+                backward frees it before view ``v`` of the next step reads
+                the slot again (were it not freed, autograd would raise
+                rather than use a changed ``mu``). None returns a new tensor
+                computed from the buffers (``O(C p)``).
 
         Returns:
             tuple[Tensor, Tensor]: ``mu`` of shape ``(C, p)`` (unit rows, zero
             rows for classes without a direction) and ``kappa`` ``(C,)``.
         """
-        mean_direction, kappa, _ = self._vmf_statistics()
-        return mean_direction.to(mu_dtype), kappa
+        if mu_dtype != torch.float32 or slot is None:
+            mean_direction, kappa, _ = self._vmf_statistics()
+            return mean_direction.to(mu_dtype), kappa
+        device = self._statistic_buffers()[0].device
+        if self._slots is None or (self._slots and
+                                   self._slots[0]['mu'].device != device):
+            self._slots = []
+        while len(self._slots) <= slot:
+            mean_direction, kappa, _ = self._vmf_statistics()
+            self._slots.append(
+                dict(mu=mean_direction.float(), kappa=kappa, pending=[]))
+        entry = self._slots[slot]
+        if entry['pending']:
+            labels = torch.cat(entry['pending'])
+            entry['pending'] = []
+            mean_direction, kappa, _ = self._vmf_statistics(
+                *self._pooled_rows(labels))
+            entry['mu'].index_put_((labels, ), mean_direction.float())
+            entry['kappa'].index_put_((labels, ), kappa)
+        return entry['mu'], entry['kappa']
+
+    def _mark_updated(self, labels: Optional[torch.Tensor]) -> None:
+        """Note the classes whose parameters changed (None: all of them)."""
+        if self._slots is None:
+            return
+        if labels is None:
+            self._slots = None
+            return
+        for entry in self._slots:
+            entry['pending'].append(labels)
+            # Past about C rows a rebuild is cheaper than the row updates.
+            if sum(len(p) for p in entry['pending']) > self.num_classes:
+                self._slots = None
+                return
 
     def mean_direction(self) -> torch.Tensor:
         """Unit mean direction per class, float64 ``(C, p)`` (zero rows for
@@ -340,6 +402,9 @@ class VMFEstimator(nn.Module):
             keep = (batch[-1] == 0).to(torch.float64)
             self._add_dense(stats[:, :self.feat_dim] * keep,
                             stats[:, self.feat_dim] * keep)
+            # Other ranks' classes are not known here without a host read:
+            # the parameters are rebuilt on the next read.
+            self._mark_updated(None)
             return
         keep = (num_bad == 0).to(torch.float64)
         weights = finite.to(torch.float64) * keep
@@ -353,6 +418,7 @@ class VMFEstimator(nn.Module):
             counts = torch.zeros_like(self.ema_counts).index_add_(
                 0, labels, weights)
             self._add_dense(sums, counts)
+        self._mark_updated(labels)
 
     def _add_dense(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
         """Add per-class batch ``sums (C, p)`` and ``counts (C,)``."""

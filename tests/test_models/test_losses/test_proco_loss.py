@@ -252,3 +252,15 @@ def test_bad_inputs_raise():
     nan_features[1, 2] = float('nan')
     assert not torch.isfinite(loss_module(nan_features, labels))
     assert loss_module.estimator.pooled_statistics()[1].sum() == 0
+
+
+def test_a_graph_kept_across_steps_fails_loudly_not_silently():
+    """Each view reads its own kept mu, refreshed in place at the next step.
+    Backward of a step whose mu was refreshed since (two forwards before one
+    backward) is refused by autograd instead of using a changed mu."""
+    loss_module = make_loss()
+    features, labels = class_batch(3, 7)  # fewer rows than classes
+    first = loss_module(features.float().requires_grad_(True), labels)
+    loss_module(features.float(), labels)  # refreshes view 0's mu in place
+    with pytest.raises(RuntimeError, match='inplace operation'):
+        first.backward()
