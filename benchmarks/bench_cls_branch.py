@@ -55,6 +55,26 @@ def imagenet_lt_counts(num_classes):
     return torch.round(1280 * (5 / 1280)**(ranks / (num_classes - 1)))
 
 
+DEVICE = 'cpu'
+AMP = False
+
+
+def autocast():
+    import contextlib
+
+    import torch
+    if not AMP:
+        return contextlib.nullcontext()
+    return torch.autocast(
+        DEVICE, dtype=torch.float16 if DEVICE == 'cuda' else torch.bfloat16)
+
+
+def sync():
+    import torch
+    if DEVICE == 'cuda':
+        torch.cuda.synchronize()
+
+
 def build(variant):
     """The model of a variant, its SGD optim wrapper and its window hook."""
     import torch
@@ -76,7 +96,7 @@ def build(variant):
     for module in model.modules():
         if callable(getattr(module, 'set_class_counts', None)):
             module.set_class_counts(counts)
-    model.train()
+    model.to(DEVICE).train()
     # A small lr: the random batch is seen again and again.
     optimizer = torch.optim.SGD(
         model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
@@ -118,7 +138,8 @@ class Variant:
             self.window += 1
             self.runner.epoch = self.window
             self.hook.before_train_epoch(self.runner)
-        log_vars = self.model.train_step(self.batch, self.optim_wrapper)
+        with autocast():
+            log_vars = self.model.train_step(self.batch, self.optim_wrapper)
         return {k: float(v) for k, v in log_vars.items()}
 
 
@@ -133,8 +154,10 @@ def time_steps(variants, reps, warmup):
     for rep in range(reps):
         shift = rep % len(variants)
         for variant in variants[shift:] + variants[:shift]:
+            sync()
             start = time.perf_counter()
             variant.step()
+            sync()
             times[variant.name].append(time.perf_counter() - start)
         print(f'  rep {rep + 1}/{reps}: ' + ', '.join(
             f'{name} {t[-1]:.3f} s' for name, t in times.items()))
@@ -146,7 +169,8 @@ def time_heads(variants, batch_size, reps):
     import torch
     from mmpretrain.structures import DataSample
     generator = torch.Generator().manual_seed(1)
-    feats = torch.randn(3 * batch_size, 2048, generator=generator).relu()
+    feats = torch.randn(
+        3 * batch_size, 2048, generator=generator).relu().to(DEVICE)
     num_classes = variants[0].model.head.num_classes
     labels = torch.randint(0, num_classes, (batch_size, ),
                            generator=generator)
@@ -155,10 +179,14 @@ def time_heads(variants, batch_size, reps):
     for rep in range(reps + 2):
         for variant in variants:
             x = feats.clone().requires_grad_(True)
+            sync()
             start = time.perf_counter()
-            losses = variant.model.head.loss((x, ), samples)
-            total = sum(v for k, v in losses.items() if k.startswith('loss'))
+            with autocast():
+                losses = variant.model.head.loss((x, ), samples)
+                total = sum(v for k, v in losses.items()
+                            if k.startswith('loss'))
             total.backward()
+            sync()
             seconds = time.perf_counter() - start
             variant.model.zero_grad(set_to_none=True)
             if rep >= 2:  # the first two are warm-up
@@ -176,9 +204,34 @@ def time_window_swap(variant, reps=5):
         variant.window += 1
         for estimator in estimators:
             estimator.start_epoch(variant.window)
-            estimator.vmf_parameters(torch.float64)
+            estimator.vmf_parameters(torch.float32, slot=0)
         seconds.append(time.perf_counter() - start)
     return min(seconds)
+
+
+def print_head_products(variants, batch_size):
+    """The dtype of every matrix product of one head loss per variant."""
+    import sys
+
+    import torch
+    from mmpretrain.structures import DataSample
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from bench_proco_loss import product_dtypes
+    feats = torch.randn(3 * batch_size, 2048, device=DEVICE).relu()
+    samples = [DataSample().set_gt_label(i) for i in range(batch_size)]
+    print('Matrix products of one head loss + backward (inputs, dtypes):')
+    for variant in variants:
+
+        def head_step():
+            x = feats.clone().requires_grad_(True)
+            with autocast():
+                losses = variant.model.head.loss((x, ), samples)
+                total = sum(v for k, v in losses.items()
+                            if k.startswith('loss'))
+            total.backward()
+            variant.model.zero_grad(set_to_none=True)
+
+        print(f'  {variant.name}: ' + ', '.join(product_dtypes(head_step)))
 
 
 def profile_step(variant, rows=20):
@@ -202,6 +255,9 @@ def main():
     # slowest thread, so 2 threads on 2 busy cores time the other processes.
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--target', type=float, default=1.03)
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: bfloat16 on a CPU, float16 on CUDA')
     parser.add_argument('--profile', action='store_true',
                         help='profile one step of each contrastive variant')
     args = parser.parse_args()
@@ -209,10 +265,12 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
     import mmlt  # noqa: F401  (registers mmlt and applies its compat fixes)
+    global DEVICE, AMP
+    DEVICE, AMP = args.device, args.amp
 
     print(f'ResNet-50, ImageNet-LT heads (1000 classes), {args.batch} images '
           f'x 3 views at {args.size} px, {args.threads} threads, torch '
-          f'{torch.__version__}')
+          f'{torch.__version__}, {DEVICE}{" + autocast" if AMP else ""}')
     batch = make_batch(args.batch, args.size, 1000)
     variants = [Variant(name, batch) for name in ('ce', 'proco', 'bcl')]
 
@@ -235,6 +293,7 @@ def main():
         print(f'  {name:6s} {statistics.median(values) * 1e3:7.2f} ms')
     print(f'VMF window swap + full parameter refresh (once per epoch): '
           f'{swap * 1e3:.2f} ms')
+    print_head_products(variants, args.batch)
 
     print(f'\nOverhead over CE only (target <= {args.target}):')
     for name in ('proco', 'bcl'):
