@@ -35,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic mixed precision training (needs a GPU)')
+        help='mixed precision: float16 with loss scaling on CUDA, bfloat16 '
+        'on a CPU; steps with NaN/Inf gradients are skipped (docs/gpu.md)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
