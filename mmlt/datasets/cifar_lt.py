@@ -6,13 +6,13 @@ Read from the standard CIFAR python archives: the extracted folder
 import os.path as osp
 import pickle
 import tarfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from mmlt.registry import DATASETS
 from .lt_base import (DATA_PREPARATION_DOC, DatasetFilesNotFoundError,
-                      LongTailDataset, make_lt_counts, make_lt_indices)
+                      LongTailArrayDataset)
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
                    'frog', 'horse', 'ship', 'truck')
@@ -36,32 +36,25 @@ CIFAR100_CLASSES = (
     'woman', 'worm')
 
 
-class _CIFARLT(LongTailDataset):
-    """Shared reader and long-tail selection of the CIFAR-LT datasets.
+class _CIFARLT(LongTailArrayDataset):
+    """Reader of the CIFAR-LT datasets.
 
-    The training split keeps ``n_i = int(n_max * (1 / IF) ** (i / (C - 1)))``
-    images of the class of rank ``i`` (:func:`make_lt_counts`), chosen with a
-    numpy random state seeded by ``seed`` (:func:`make_lt_indices`): the
-    LDAM-DRW construction (CIFAR-100-LT IF 100: 10,847 images; CIFAR-10-LT
-    IF 100: 12,406). The test split is the full balanced 10,000-image test
-    set. ``img`` is a 32x32x3 uint8 array in RGB order (as in MMPretrain's
-    CIFAR datasets: configs use ``to_rgb=False``), ``gt_label`` an int.
+    The training split is LDAM-DRW's long-tailed subset
+    (:class:`LongTailArrayDataset`; CIFAR-100-LT IF 100: 10,847 images,
+    CIFAR-10-LT IF 100: 12,406); the test split is the full balanced
+    10,000-image test set. ``img`` is a 32x32x3 uint8 array in RGB order (as
+    in MMPretrain's CIFAR datasets: configs use ``to_rgb=False``),
+    ``gt_label`` an int.
 
     Args:
         data_root (str): Directory that holds the extracted archive folder
             (``cifar-10-batches-py`` / ``cifar-100-python``), the
             ``.tar.gz`` archive, or is the extracted folder itself.
-        split (str): ``'train'`` (long-tailed) or ``'test'`` (balanced).
-            Defaults to ``'train'``.
-        imb_factor (float): Imbalance factor n_max / n_min. Defaults to 100.
-        imb_type (str): ``'exp'`` or ``'step'``. Defaults to ``'exp'``.
         n_max (int, optional): Images of the largest class. Defaults to None
             (all training images of a class: 5000 / 500).
-        class_order (Sequence[int], optional): ``class_order[r]`` is the label
-            with the ``r``-th largest count. Defaults to None (label order).
-        seed (int): Seed of the image selection. Defaults to 0.
-        **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`;
-            ``test_mode`` defaults to ``split == 'test'``.
+        **kwargs: ``split``, ``imb_factor``, ``imb_type``, ``class_order``,
+            ``seed`` (:class:`LongTailArrayDataset`) and the arguments of
+            :class:`mmengine.dataset.BaseDataset`.
     """
 
     # Set by subclasses.
@@ -69,33 +62,8 @@ class _CIFARLT(LongTailDataset):
     ARCHIVE: str = ''
     FILES: Dict[str, List[str]] = {}
     LABEL_KEY: bytes = b''
-    IMAGES_PER_CLASS: int = 0
 
-    def __init__(self,
-                 data_root: str,
-                 split: str = 'train',
-                 imb_factor: float = 100,
-                 imb_type: str = 'exp',
-                 n_max: Optional[int] = None,
-                 class_order: Optional[Sequence[int]] = None,
-                 seed: int = 0,
-                 **kwargs):
-        if split not in self.FILES:
-            raise ValueError(
-                f"split must be 'train' or 'test', got {split!r}")
-        self.split = split
-        self.imb_factor = imb_factor
-        self.imb_type = imb_type
-        self.n_max = self.IMAGES_PER_CLASS if n_max is None else n_max
-        self.class_order = class_order
-        self.seed = seed
-        self.lt_counts = make_lt_counts(self.n_max,
-                                        len(self.METAINFO['classes']),
-                                        imb_factor, imb_type)
-        kwargs.setdefault('test_mode', split == 'test')
-        super().__init__(ann_file='', data_root=data_root, **kwargs)
-
-    def _read_batches(self) -> Tuple[np.ndarray, np.ndarray]:
+    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
         """Images (N, 32, 32, 3) uint8 RGB and labels (N,) of the split."""
         names = self.FILES[self.split]
         root = self.data_root
@@ -145,27 +113,11 @@ class _CIFARLT(LongTailDataset):
         images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         return np.ascontiguousarray(images), labels
 
-    def load_data_list(self) -> List[dict]:
-        """Read the batches and keep the long-tailed (train) or full (test)
-        set.
-
-        Returns:
-            list[dict]: ``{'img': 32x32x3 uint8, 'gt_label': int}`` per image.
-        """
-        images, labels = self._read_batches()
-        self._check_labels(labels, self.data_root)
-        if self.split == 'train':
-            keep = make_lt_indices(labels, self.lt_counts, self.class_order,
-                                   self.seed)
-        else:
-            keep = np.arange(len(labels))
-        return [dict(img=images[i], gt_label=int(labels[i])) for i in keep]
-
 
 @DATASETS.register_module()
 class CIFAR10LT(_CIFARLT):
     __doc__ = _CIFARLT.__doc__.replace(
-        'Shared reader and long-tail selection of the CIFAR-LT datasets.',
+        'Reader of the CIFAR-LT datasets.',
         'CIFAR-10-LT (10 classes, 5000 training images per class in the '
         'full set).')
     METAINFO = {'classes': CIFAR10_CLASSES}
@@ -176,13 +128,13 @@ class CIFAR10LT(_CIFARLT):
         'test': ['test_batch'],
     }
     LABEL_KEY = b'labels'
-    IMAGES_PER_CLASS = 5000
+    DEFAULT_N_MAX = 5000
 
 
 @DATASETS.register_module()
 class CIFAR100LT(_CIFARLT):
     __doc__ = _CIFARLT.__doc__.replace(
-        'Shared reader and long-tail selection of the CIFAR-LT datasets.',
+        'Reader of the CIFAR-LT datasets.',
         'CIFAR-100-LT (100 fine classes, 500 training images per class in '
         'the full set; IF 100 gives 35 many / 35 medium / 30 few classes).')
     METAINFO = {'classes': CIFAR100_CLASSES}
@@ -190,4 +142,4 @@ class CIFAR100LT(_CIFARLT):
     ARCHIVE = 'cifar-100-python.tar.gz'
     FILES = {'train': ['train'], 'test': ['test']}
     LABEL_KEY = b'fine_labels'
-    IMAGES_PER_CLASS = 500
+    DEFAULT_N_MAX = 500

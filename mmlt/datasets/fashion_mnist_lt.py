@@ -6,13 +6,13 @@ Reads the original IDX files (gzip'd or not), e.g. those of the Debian package
 import gzip
 import os.path as osp
 import struct
-from typing import List, Optional, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 
 from mmlt.registry import DATASETS
 from .lt_base import (DATA_PREPARATION_DOC, DatasetFilesNotFoundError,
-                      LongTailDataset, make_lt_counts, make_lt_indices)
+                      LongTailArrayDataset)
 
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress',
                          'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
@@ -74,12 +74,12 @@ def _find_idx_file(root: str, stem: str) -> str:
 
 
 @DATASETS.register_module()
-class FashionMNISTLT(LongTailDataset):
-    """Fashion-MNIST-LT (mmlt's embedded demo; docs/methods.md, section Fashion-MNIST-LT).
+class FashionMNISTLT(LongTailArrayDataset):
+    """Fashion-MNIST-LT (mmlt's demo; docs/methods.md, Fashion-MNIST-LT).
 
     The training split keeps ``n_i = int(n_max * (1 / IF) ** (i / 9))`` images
-    of the class of rank ``i`` (:func:`make_lt_counts`), chosen like
-    LDAM-DRW's CIFAR-LT (:func:`make_lt_indices`). The defaults (``n_max=1000,
+    of the class of rank ``i``, chosen like LDAM-DRW's CIFAR-LT
+    (:class:`LongTailArrayDataset`). The defaults (``n_max=1000,
     imb_factor=100``) give 1000, 599, 359, 215, 129, 77, 46, 27, 16, 10 images
     (2,478; 5 many / 3 medium / 2 few classes). The test split is the
     balanced 10,000-image test set.
@@ -96,19 +96,13 @@ class FashionMNISTLT(LongTailDataset):
             ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``
             and ``t10k-labels-idx1-ubyte[.gz]``.
             Defaults to ``'/usr/share/datasets/fashion-mnist'``.
-        split (str): ``'train'`` (long-tailed) or ``'test'`` (balanced).
-            Defaults to ``'train'``.
-        n_max (int): Images of the largest class. Defaults to 1000.
-        imb_factor (float): Imbalance factor n_max / n_min. Defaults to 100.
-        imb_type (str): ``'exp'`` or ``'step'``. Defaults to ``'exp'``.
-        class_order (Sequence[int], optional): ``class_order[r]`` is the label
-            with the ``r``-th largest count. Defaults to None (label order).
-        seed (int): Seed of the image selection. Defaults to 0.
         color_type (str): ``'color'`` (HxWx3) or ``'grayscale'`` (HxW).
             Defaults to ``'color'``.
-        **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
-            (``pipeline``, ``test_mode``, ``lazy_init``, ``indices`` ...).
-            ``test_mode`` defaults to ``split == 'test'``.
+        **kwargs: ``split``, ``n_max`` (default 1000), ``imb_factor``,
+            ``imb_type``, ``class_order``, ``seed``
+            (:class:`LongTailArrayDataset`) and the arguments of
+            :class:`mmengine.dataset.BaseDataset` (``pipeline``,
+            ``lazy_init``, ``indices`` ...).
     """
 
     METAINFO = {'classes': FASHION_MNIST_CLASSES}
@@ -117,37 +111,21 @@ class FashionMNISTLT(LongTailDataset):
         'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
     }
 
+    DEFAULT_N_MAX = 1000
+
     def __init__(self,
                  data_root: str = '/usr/share/datasets/fashion-mnist',
-                 split: str = 'train',
-                 n_max: int = 1000,
-                 imb_factor: float = 100,
-                 imb_type: str = 'exp',
-                 class_order: Optional[Sequence[int]] = None,
-                 seed: int = 0,
                  color_type: str = 'color',
                  **kwargs):
-        if split not in self.FILE_STEMS:
-            raise ValueError(
-                f"split must be 'train' or 'test', got {split!r}")
         if color_type not in ('color', 'grayscale'):
             raise ValueError(
                 f"color_type must be 'color' or 'grayscale', got "
                 f'{color_type!r}')
-        self.split = split
-        self.n_max = n_max
-        self.imb_factor = imb_factor
-        self.imb_type = imb_type
-        self.class_order = class_order
-        self.seed = seed
         self.color_type = color_type
-        # Validate the profile before any file is read.
-        self.lt_counts = make_lt_counts(n_max, len(FASHION_MNIST_CLASSES),
-                                        imb_factor, imb_type)
-        kwargs.setdefault('test_mode', split == 'test')
-        super().__init__(ann_file='', data_root=data_root, **kwargs)
+        super().__init__(data_root=data_root, **kwargs)
 
-    def _read_split(self) -> Tuple[np.ndarray, np.ndarray]:
+    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
+        """28x28 gray images and labels of the split's IDX files."""
         image_stem, label_stem = self.FILE_STEMS[self.split]
         images = read_idx_file(_find_idx_file(self.data_root, image_stem))
         labels = read_idx_file(_find_idx_file(self.data_root, label_stem))
@@ -156,24 +134,6 @@ class FashionMNISTLT(LongTailDataset):
                 f'{self.data_root}: expected images (N, H, W) and labels (N,),'
                 f' got {images.shape} and {labels.shape}')
         return images, labels.astype(np.int64)
-
-    def load_data_list(self) -> List[dict]:
-        """Read the IDX files and keep the long-tailed (train) or full (test)
-        set.
-
-        Returns:
-            list[dict]: ``{'img': HxW uint8, 'gt_label': int}`` per image.
-        """
-        images, labels = self._read_split()
-        self._check_labels(labels, self.data_root)
-        if self.split == 'train':
-            keep = make_lt_indices(labels, self.lt_counts, self.class_order,
-                                   self.seed)
-        else:
-            keep = np.arange(len(labels))
-        return [
-            dict(img=images[i], gt_label=int(labels[i])) for i in keep
-        ]
 
     def get_data_info(self, idx: int) -> dict:
         """One entry, with ``img`` expanded to HxWx3 when

@@ -11,7 +11,7 @@
   single-label protocol that mmlt's samplers, heads and metrics read:
   ``get_cat_ids(idx) -> [label]``, ``get_gt_labels()`` and ``class_counts``.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset, force_full_init
@@ -214,6 +214,65 @@ def get_dataset_labels(dataset) -> np.ndarray:
     return labels
 
 
+def unwrap_dataset(dataset):
+    """Yield the leaf datasets of mmengine/torch dataset wrappers."""
+    if hasattr(dataset, 'datasets'):  # ConcatDataset
+        for child in dataset.datasets:
+            yield from unwrap_dataset(child)
+    elif hasattr(dataset, 'dataset'):  # RepeatDataset, ClassBalancedDataset
+        yield from unwrap_dataset(dataset.dataset)
+    else:
+        yield dataset
+
+
+def class_counts(dataset, num_classes: Optional[int] = None) -> np.ndarray:
+    """Per-class training counts of a (possibly wrapped) dataset: the one
+    helper of ClassCountsHook and LongTailAccuracy.
+
+    Uses the dataset's ``class_counts`` when it has one (mmlt's LT datasets),
+    otherwise counts ``get_cat_ids`` over the whole dataset (an image with
+    several categories counts once for each, as for LVIS image counts).
+    Wrappers count their leaf datasets once: repeating a dataset does not
+    change its class prior.
+
+    Args:
+        dataset: a dataset with ``class_counts`` or ``get_cat_ids``.
+        num_classes (int, optional): the expected number of classes.
+
+    Returns:
+        np.ndarray: int64 counts of length ``num_classes``.
+    """
+    total = None
+    for leaf in unwrap_dataset(dataset):
+        if hasattr(leaf, 'class_counts') and leaf.class_counts is not None:
+            counts = np.asarray(leaf.class_counts, dtype=np.int64)
+        elif hasattr(leaf, 'get_cat_ids'):
+            metainfo = getattr(leaf, 'metainfo', None) or {}
+            size = len(metainfo.get('classes', ()) or ()) or num_classes or 0
+            counts = np.zeros(size, dtype=np.int64)
+            for idx in range(len(leaf)):
+                for cat in leaf.get_cat_ids(idx):
+                    if cat >= counts.size:
+                        counts = np.pad(counts, (0, cat + 1 - counts.size))
+                    counts[cat] += 1
+        else:
+            raise TypeError(
+                f'{type(leaf).__name__} has neither `class_counts` nor '
+                '`get_cat_ids`, so its class prior is unknown; give the '
+                'counts to the loss/metric in the config (class_counts=[...]).')
+        if total is None:
+            total = counts
+        else:
+            size = max(total.size, counts.size)
+            total = np.pad(total, (0, size - total.size)) + np.pad(
+                counts, (0, size - counts.size))
+    if num_classes is not None and total.size != num_classes:
+        raise ValueError(
+            f'the training set has {total.size} classes but the model expects '
+            f'{num_classes}; check num_classes in the config')
+    return total
+
+
 class LongTailDataset(BaseDataset):
     """Base of mmlt's single-label classification datasets.
 
@@ -306,8 +365,84 @@ class LongTailDataset(BaseDataset):
                 f'{labels.max()})')
 
 
+class LongTailArrayDataset(LongTailDataset):
+    """Base of the datasets read from array files (CIFAR, Fashion-MNIST).
+
+    A subclass reads a whole split with :meth:`read_split`; this base keeps
+    the long-tailed subset of the training split (``n_i = int(n_max *
+    (1 / IF) ** (i / (C - 1)))`` images of the class of rank ``i``,
+    :func:`make_lt_counts`, chosen with a numpy random state seeded by
+    ``seed``, :func:`make_lt_indices`: LDAM-DRW's construction) and the
+    whole balanced test split.
+
+    Args:
+        data_root (str): Where the subclass finds its files.
+        split (str): ``'train'`` (long-tailed) or ``'test'`` (balanced).
+            Defaults to ``'train'``.
+        n_max (int, optional): Images of the largest class. Defaults to
+            None: the subclass's ``DEFAULT_N_MAX``.
+        imb_factor (float): Imbalance factor n_max / n_min. Defaults to 100.
+        imb_type (str): ``'exp'`` or ``'step'``. Defaults to ``'exp'``.
+        class_order (Sequence[int], optional): ``class_order[r]`` is the label
+            with the ``r``-th largest count. Defaults to None (label order).
+        seed (int): Seed of the image selection. Defaults to 0.
+        **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`;
+            ``test_mode`` defaults to ``split == 'test'``.
+    """
+
+    SPLITS = ('train', 'test')
+    #: Images of the largest class when ``n_max`` is None.
+    DEFAULT_N_MAX: int = 0
+
+    def __init__(self,
+                 data_root: str,
+                 split: str = 'train',
+                 n_max: Optional[int] = None,
+                 imb_factor: float = 100,
+                 imb_type: str = 'exp',
+                 class_order: Optional[Sequence[int]] = None,
+                 seed: int = 0,
+                 **kwargs):
+        if split not in self.SPLITS:
+            raise ValueError(
+                f"split must be 'train' or 'test', got {split!r}")
+        self.split = split
+        self.n_max = self.DEFAULT_N_MAX if n_max is None else n_max
+        self.imb_factor = imb_factor
+        self.imb_type = imb_type
+        self.class_order = class_order
+        self.seed = seed
+        # Validate the profile before any file is read.
+        self.lt_counts = make_lt_counts(self.n_max,
+                                        len(self.METAINFO['classes']),
+                                        imb_factor, imb_type)
+        kwargs.setdefault('test_mode', split == 'test')
+        super().__init__(ann_file='', data_root=data_root, **kwargs)
+
+    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Images ``(N, ...)`` uint8 and labels ``(N,)`` int64 of
+        ``self.split``, read from ``self.data_root``."""
+        raise NotImplementedError
+
+    def load_data_list(self) -> List[dict]:
+        """The long-tailed (train) or full (test) split.
+
+        Returns:
+            list[dict]: ``{'img': uint8 array, 'gt_label': int}`` per image.
+        """
+        images, labels = self.read_split()
+        self._check_labels(labels, self.data_root)
+        if self.split == 'train':
+            keep = make_lt_indices(labels, self.lt_counts, self.class_order,
+                                   self.seed)
+        else:
+            keep = np.arange(len(labels))
+        return [dict(img=images[i], gt_label=int(labels[i])) for i in keep]
+
+
 __all__ = [
     'DatasetFilesNotFoundError', 'make_lt_counts', 'make_lt_indices',
     'check_class_order', 'get_dataset_labels', 'LongTailDataset',
+    'LongTailArrayDataset', 'class_counts', 'unwrap_dataset',
     'DATA_PREPARATION_DOC'
 ]

@@ -7,7 +7,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import ConcatDataset, Dataset
 
-from mmlt.engine.hooks import ClassCountsHook, dataset_class_counts
+from mmlt.datasets.lt_base import class_counts
+from mmlt.engine.hooks import ClassCountsHook
 from mmlt.models.losses import ProCoLoss
 
 
@@ -140,18 +141,18 @@ def test_resume_restores_estimator_exactly(tmp_path, by_epoch):
 
 def test_dataset_class_counts_unwraps_and_counts_cat_ids():
     data = ToyData()
-    assert dataset_class_counts(data).tolist() == [7, 3, 2]
+    assert class_counts(data).tolist() == [7, 3, 2]
     # repeating a dataset does not change its prior; concatenation adds
     class Repeat:  # the shape of mmengine's RepeatDataset
 
         def __init__(self, dataset, times):
             self.dataset, self.times = dataset, times
 
-    assert dataset_class_counts(Repeat(data, 3)).tolist() == [7, 3, 2]
+    assert class_counts(Repeat(data, 3)).tolist() == [7, 3, 2]
     concat = ConcatDataset([data, ToyData(labels=(2, 2))])
-    assert dataset_class_counts(concat).tolist() == [7, 3, 4]
+    assert class_counts(concat).tolist() == [7, 3, 4]
     with pytest.raises(ValueError, match='expects 5'):
-        dataset_class_counts(data, num_classes=5)
+        class_counts(data, num_classes=5)
 
 
 def test_class_count_mismatch_is_a_clear_error(tmp_path):

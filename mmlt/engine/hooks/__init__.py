@@ -1,10 +1,10 @@
 from .checkpoint_check_hook import CheckpointCheckHook
-from .class_counts_hook import ClassCountsHook, dataset_class_counts
+from .class_counts_hook import ClassCountsHook
 from .exact_resume_hook import ExactResumeHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
 
 __all__ = [
-    'CheckpointCheckHook', 'ClassCountsHook', 'dataset_class_counts',
+    'CheckpointCheckHook', 'ClassCountsHook',
     'ExactResumeHook', 'VMFWindowHook', 'PrototypeClusteringHook'
 ]

@@ -4,65 +4,8 @@ from typing import Optional, Sequence
 import numpy as np
 from mmengine.hooks import Hook
 
+from mmlt.datasets import lt_base
 from mmlt.registry import HOOKS
-
-
-def unwrap_dataset(dataset):
-    """Yield the leaf datasets of mmengine/torch dataset wrappers."""
-    if hasattr(dataset, 'datasets'):  # ConcatDataset
-        for child in dataset.datasets:
-            yield from unwrap_dataset(child)
-    elif hasattr(dataset, 'dataset'):  # RepeatDataset, ClassBalancedDataset
-        yield from unwrap_dataset(dataset.dataset)
-    else:
-        yield dataset
-
-
-def dataset_class_counts(dataset, num_classes: Optional[int] = None):
-    """Per-class sample counts of a (possibly wrapped) dataset.
-
-    Uses the dataset's ``class_counts`` when it has one (mmlt's LT datasets),
-    otherwise counts ``get_cat_ids`` over the whole dataset (an image with
-    several categories counts once for each, as for LVIS image counts).
-    Wrappers count their leaf datasets once: repeating a dataset does not
-    change its class prior.
-
-    Args:
-        dataset: a dataset with ``class_counts`` or ``get_cat_ids``.
-        num_classes (int, optional): the expected number of classes.
-
-    Returns:
-        np.ndarray: int64 counts of length ``num_classes``.
-    """
-    total = None
-    for leaf in unwrap_dataset(dataset):
-        if hasattr(leaf, 'class_counts') and leaf.class_counts is not None:
-            counts = np.asarray(leaf.class_counts, dtype=np.int64)
-        elif hasattr(leaf, 'get_cat_ids'):
-            metainfo = getattr(leaf, 'metainfo', None) or {}
-            size = len(metainfo.get('classes', ()) or ()) or num_classes or 0
-            counts = np.zeros(size, dtype=np.int64)
-            for idx in range(len(leaf)):
-                for cat in leaf.get_cat_ids(idx):
-                    if cat >= counts.size:
-                        counts = np.pad(counts, (0, cat + 1 - counts.size))
-                    counts[cat] += 1
-        else:
-            raise TypeError(
-                f'{type(leaf).__name__} has neither `class_counts` nor '
-                '`get_cat_ids`, so its class prior is unknown; give the '
-                'counts to the loss/metric in the config (class_counts=[...]).')
-        if total is None:
-            total = counts
-        else:
-            size = max(total.size, counts.size)
-            total = np.pad(total, (0, size - total.size)) + np.pad(
-                counts, (0, size - counts.size))
-    if num_classes is not None and total.size != num_classes:
-        raise ValueError(
-            f'the training set has {total.size} classes but the model expects '
-            f'{num_classes}; check num_classes in the config')
-    return total
 
 
 @HOOKS.register_module()
@@ -92,7 +35,7 @@ class ClassCountsHook(Hook):
         if self.class_counts is not None:
             return self.class_counts
         if self._counts is None:
-            self._counts = dataset_class_counts(self._train_dataset(runner))
+            self._counts = lt_base.class_counts(self._train_dataset(runner))
         return self._counts
 
     @staticmethod

@@ -142,17 +142,11 @@ class LongTailAccuracy(BaseMetric):
 
     @staticmethod
     def _counts_of_dataset(dataset) -> np.ndarray:
-        from mmlt.datasets.lt_base import get_dataset_labels
+        from mmlt.datasets.lt_base import class_counts
         if isinstance(dataset, Mapping):
             from mmlt.registry import DATASETS
             dataset = DATASETS.build(dict(dataset))
-        if hasattr(dataset, 'class_counts'):
-            return np.asarray(dataset.class_counts)
-        labels = get_dataset_labels(dataset)
-        num_classes = len(
-            getattr(dataset, 'metainfo', {}).get('classes', ())) or (
-                int(labels.max()) + 1)
-        return np.bincount(labels, minlength=num_classes)
+        return class_counts(dataset)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep the ground truth and the top-k predicted labels of each

@@ -10,8 +10,7 @@ pytest.importorskip('mmdet')
 pytest.importorskip('lvis')
 
 import mmlt  # noqa: E402,F401  (applies the numpy shim for lvis)
-from mmlt.engine.hooks.class_counts_hook import \
-    dataset_class_counts  # noqa: E402
+from mmlt.datasets.lt_base import class_counts  # noqa: E402
 from mmlt.integrations.mmdet import LVISV1WithClassCounts  # noqa: E402
 from lvis_reference import lvis_class_counts  # noqa: E402
 
@@ -96,7 +95,7 @@ def test_dataset_counts_reach_class_counts_hook(tmp_path, mode):
     # counts (not the resampled stream's)
     wrapped = ClassBalancedDataset(dataset, oversample_thr=0.9)
     assert len(wrapped) > len(dataset)
-    assert dataset_class_counts(wrapped).tolist() == expected
+    assert class_counts(wrapped).tolist() == expected
     # a wrong mode is refused before the file is read
     with pytest.raises(ValueError, match='mode'):
         LVISV1WithClassCounts(ann_file=path, class_counts_mode='boxes')
