@@ -8,30 +8,11 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 
 from mmlt.models.losses import BCLLoss as _BCLLoss
-from mmlt.models.losses import SupConLoss as _SupConLoss
 from mmlt.registry import MODELS
 
 from dist_launch import init_gloo, run_two_ranks
-
-
-def view_major(features):
-    """The tests build features sample-major, ``(N, V, p)``; the losses take
-    them view-major, ``(V, N, p)`` (a transposed view keeps gradients)."""
-    return features.transpose(0, 1) if features.dim() == 3 else features
-
-
-class BCLLoss(_BCLLoss):
-    """BCLLoss fed the tests' sample-major features."""
-
-    def forward(self, features, labels, *args, **kwargs):
-        return super().forward(view_major(features), labels, *args, **kwargs)
-
-
-class SupConLoss(_SupConLoss):
-    """SupConLoss fed the tests' sample-major features."""
-
-    def forward(self, features, labels, *args, **kwargs):
-        return super().forward(view_major(features), labels, *args, **kwargs)
+from sample_major import SampleMajorBCLLoss as BCLLoss
+from sample_major import SampleMajorSupConLoss as SupConLoss
 
 
 def _slow_bcl(features, labels, prototypes, temperature):

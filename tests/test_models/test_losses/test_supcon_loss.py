@@ -11,19 +11,7 @@ from mmlt.models.losses import SupConLoss as _SupConLoss
 from mmlt.registry import MODELS
 
 from dist_launch import init_gloo, run_two_ranks
-
-
-def view_major(features):
-    """The tests build features sample-major, ``(N, V, p)``; the losses take
-    them view-major, ``(V, N, p)`` (a transposed view keeps gradients)."""
-    return features.transpose(0, 1) if features.dim() == 3 else features
-
-
-class SupConLoss(_SupConLoss):
-    """SupConLoss fed the tests' sample-major features."""
-
-    def forward(self, features, labels, *args, **kwargs):
-        return super().forward(view_major(features), labels, *args, **kwargs)
+from sample_major import SampleMajorSupConLoss as SupConLoss
 
 
 def _slow_supcon(features,
