@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 CHILD = r'''
 import sys
 # make the hosts unimportable, as on a machine without them
@@ -32,6 +34,7 @@ assert not loaded
 '''
 
 
+@pytest.mark.slow
 def test_core_imports_without_hosts():
     out = subprocess.run([sys.executable, '-c', CHILD],
                          capture_output=True, text=True, timeout=300)
@@ -54,6 +57,7 @@ print('WARNINGS:', [str(w.message) for w in caught])
 '''
 
 
+@pytest.mark.slow
 def test_broken_mmdet_does_not_break_classification(tmp_path):
     # An installed MMDetection whose models cannot import (here: next to
     # mmcv-lite, without the compiled ops): classification configs still

@@ -52,6 +52,7 @@ def test_core_components_are_registered():
     assert 'ClassAwareSampler' in names['DATA_SAMPLERS']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('scope', ['mmengine', 'mmpretrain', 'mmdet'])
 def test_mmlt_prefix_resolves_under_default_scope(scope):
     pytest.importorskip(scope)

@@ -214,6 +214,7 @@ def _first_backbone_parameter(model):
     return next(p for p in model.backbone.parameters() if p.requires_grad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'names', _step_groups(), ids=lambda names: '+'.join(names))
 def test_one_training_step(names):
@@ -361,6 +362,7 @@ def _on_fake_data(dataset_cfg, roots):
     return dataset_cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CONFIGS)
 def test_pipelines_on_fake_data(name, fake_roots):
     cfg = load(name)

@@ -96,6 +96,7 @@ def estimator_state(runner):
     return {k: v.clone() for k, v in est.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_epoch_windows_keep_last_and_current_epoch(tmp_path):
     runner = make_runner(tmp_path, by_epoch=True)
     runner.train()
@@ -110,6 +111,7 @@ def test_epoch_windows_keep_last_and_current_epoch(tmp_path):
                                expected)
 
 
+@pytest.mark.slow
 def test_iteration_windows(tmp_path):
     runner = make_runner(tmp_path, by_epoch=False, window_iters=5)
     runner.train()
@@ -121,6 +123,7 @@ def test_iteration_windows(tmp_path):
     assert int(est.window_epoch) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('by_epoch', [True, False])
 def test_resume_restores_estimator_exactly(tmp_path, by_epoch):
     full = make_runner(tmp_path / 'full', by_epoch, window_iters=5)

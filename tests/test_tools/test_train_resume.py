@@ -54,6 +54,7 @@ def model_state(runner):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_train_val_and_resume_equal_uninterrupted(tmp_path):
     cfg = write_tiny_config(tmp_path)
     full = run_train(cfg, tmp_path / 'full')

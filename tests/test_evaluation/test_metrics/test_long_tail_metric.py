@@ -149,6 +149,7 @@ def test_empty_group_is_nan():
     assert math.isnan(results['lt/medium']) and math.isnan(results['lt/few'])
 
 
+@pytest.mark.slow
 def test_counts_from_train_dataset(tmp_path):
     split = tmp_path / 'train.txt'
     labels = np.repeat(np.arange(NUM_CLASSES), CLASS_COUNTS)

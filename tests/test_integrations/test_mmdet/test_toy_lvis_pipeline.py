@@ -123,6 +123,7 @@ def child_env(**extra):
     return env
 
 
+@pytest.mark.slow
 def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
     from lvis_reference import lvis_class_counts
     config = write_config(tmp_path, toy_root)

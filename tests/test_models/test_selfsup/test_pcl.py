@@ -152,6 +152,7 @@ def test_configs_build(name):
     assert cfg.model.queue_len % cfg.train_dataloader.batch_size == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not osp.isdir(FASHION_ROOT), reason='Fashion-MNIST is not installed')
 def test_short_fashion_mnist_run_clusters_after_warmup(tmp_path):
