@@ -1,5 +1,4 @@
 """Draw samples from a vMF distribution (Wood 1994): a test helper."""
-import math
 from typing import Optional
 
 import torch

@@ -25,17 +25,15 @@ from mmengine.optim import AmpOptimWrapper as MMEngineAmpOptimWrapper
 from mmengine.optim import OptimWrapper
 
 from mmlt.registry import OPTIM_WRAPPERS
+from mmlt.utils.validation import check_int
 
 
 class _SkipNonFiniteSteps:
     """Mixin: the step logic shared by both wrappers."""
 
     def _init_skipping(self, max_nonfinite_steps: int) -> None:
-        if not (isinstance(max_nonfinite_steps, int)
-                and max_nonfinite_steps >= 1):
-            raise ValueError('max_nonfinite_steps must be an int >= 1, got '
-                             f'{max_nonfinite_steps!r}')
-        self.max_nonfinite_steps = max_nonfinite_steps
+        self.max_nonfinite_steps = check_int('max_nonfinite_steps',
+                                             max_nonfinite_steps)
         self.consecutive_nonfinite_steps = 0
         self.skipped_steps = 0
 

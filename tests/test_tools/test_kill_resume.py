@@ -110,8 +110,8 @@ MODES = {
 def test_sigkill_inside_epoch_then_resume_is_bitwise_exact(tmp_path, mode):
     cfg = write_tiny_config(tmp_path, extra=MODES[mode])
     run_to_end(cfg, tmp_path / 'a')
-    log = run_and_kill(cfg, tmp_path / 'b', 'epoch_2.pth',
-                       r'Epoch\(train\) \[3\]\[\s*2/')
+    run_and_kill(cfg, tmp_path / 'b', 'epoch_2.pth',
+                 r'Epoch\(train\) \[3\]\[\s*2/')
     resumed = run_to_end(cfg, tmp_path / 'b', resume=True)
     assert 'resumed epoch: 2' in resumed
     assert_same_final_checkpoint(tmp_path / 'a', tmp_path / 'b')

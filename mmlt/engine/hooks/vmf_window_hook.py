@@ -4,6 +4,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 
 from mmlt.registry import HOOKS
+from mmlt.utils.validation import check_int
 
 
 @HOOKS.register_module()
@@ -31,10 +32,8 @@ class VMFWindowHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, window_iters: Optional[int] = None):
-        if window_iters is not None and window_iters <= 0:
-            raise ValueError(
-                f'window_iters must be a positive int, got {window_iters}')
-        self.window_iters = window_iters
+        self.window_iters = None if window_iters is None else check_int(
+            'window_iters', window_iters)
 
     @staticmethod
     def estimators(model):

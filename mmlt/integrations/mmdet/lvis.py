@@ -12,15 +12,15 @@ import numpy as np
 from mmdet.datasets import LVISV1Dataset
 
 from mmlt.registry import DATASETS
+from mmlt.utils.validation import check_choice
 
 COUNT_MODES = ('instance', 'image')
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in COUNT_MODES:
-        raise ValueError(
-            f'mode={mode!r}; expected one of {COUNT_MODES} (count '
-            'annotations, or images that contain the category)')
+    """``'instance'`` counts annotations, ``'image'`` images that contain
+    the category."""
+    check_choice('mode', mode, COUNT_MODES)
 
 
 def counts_from_category_image_map(category_images: Dict[int, Sequence[int]],

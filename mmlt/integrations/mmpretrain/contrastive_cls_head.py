@@ -10,6 +10,7 @@ from mmlt.models.heads import ContrastiveBranch, CosineClassifier
 from mmlt.models.heads.contrastive_branch import rename_legacy_branch_keys
 from mmlt.models.losses.utils import log_prior_from_counts
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_choice, check_int
 
 
 @MODELS.register_module()
@@ -81,17 +82,9 @@ class ContrastiveClsHead(ClsHead):
                  proto_dims: Optional[Sequence[int]] = None,
                  topk: Union[int, Tuple[int]] = (1, ),
                  init_cfg: Optional[dict] = None):
-        if isinstance(num_classes, bool) or not isinstance(
-                num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
-        if isinstance(in_channels, bool) or not isinstance(
-                in_channels, int) or in_channels < 1:
-            raise ValueError(
-                f'in_channels must be a positive int, got {in_channels!r}')
-        if classifier not in ('linear', 'cosine'):
-            raise ValueError(f"classifier={classifier!r}; expected 'linear' "
-                             "or 'cosine'")
+        check_int('num_classes', num_classes)
+        check_int('in_channels', in_channels)
+        check_choice('classifier', classifier, ('linear', 'cosine'))
         if loss is not None and not isinstance(loss, nn.Module):
             loss = MODELS.build(loss)
         # ClsHead builds any loss it is given; None (stage 1) is set after.

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_int, check_number
 from ..utils.vmf import expected_contrast_logits
 from ..utils.vmf_estimator import VMFEstimator
 from .utils import (as_view_major, check_reduction, log_prior_from_counts,
@@ -99,23 +100,11 @@ class ProCoLoss(nn.Module):
                  reduction: str = 'mean',
                  update_estimator: bool = True) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-                or num_classes < 1:
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
-        if isinstance(feat_dim, bool) or not isinstance(feat_dim, int) \
-                or feat_dim < 2:
-            raise ValueError(
-                f'feat_dim must be an int >= 2, got {feat_dim!r}')
-        if isinstance(temperature, bool) or not isinstance(
-                temperature, (int, float)) or not temperature > 0 \
-                or math.isinf(temperature):
-            raise ValueError('temperature must be a finite number > 0, got '
-                             f'{temperature!r}')
         self.reduction = check_reduction(reduction)
-        self.num_classes = num_classes
-        self.feat_dim = feat_dim
-        self.temperature = float(temperature)
+        self.num_classes = check_int('num_classes', num_classes)
+        self.feat_dim = check_int('feat_dim', feat_dim, minimum=2)
+        self.temperature = check_number(
+            'temperature', temperature, strictly_above=0)
         self.loss_weight = loss_weight
         self.update_estimator = update_estimator
 

@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch.distributed import get_rank
 
+from mmlt.utils.validation import check_choice
 from ..utils.dist_utils import (all_gather_with_grad, gather_batch_sizes,
                                 gather_no_grad, is_distributed)
 
@@ -27,10 +28,7 @@ REDUCTIONS = ('none', 'mean', 'sum')
 
 def check_reduction(reduction: str) -> str:
     """Return ``reduction`` if it is one of :data:`REDUCTIONS`."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f'reduction={reduction!r}; expected one of {REDUCTIONS}.')
-    return reduction
+    return check_choice('reduction', reduction, REDUCTIONS)
 
 
 def weight_reduce_loss(loss: torch.Tensor,

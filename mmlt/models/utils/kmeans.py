@@ -16,6 +16,8 @@ import warnings
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+
+from mmlt.utils.validation import check_choice
 import torch.nn.functional as F
 
 _BACKENDS = ('auto', 'torch', 'faiss')
@@ -349,8 +351,7 @@ def kmeans(features: torch.Tensor,
     if num_restarts < 1:
         raise ValueError(
             f'num_restarts={num_restarts}; expected a positive int.')
-    if backend not in _BACKENDS:
-        raise ValueError(f'backend={backend!r}; expected one of {_BACKENDS}.')
+    check_choice('backend', backend, _BACKENDS)
     if isinstance(init, torch.Tensor):
         if init.shape != (num_clusters, features.shape[1]):
             raise ValueError(

@@ -24,15 +24,14 @@ error below 2e-12 elsewhere (next to the zeros of ``log I_v``, ``v > 0``, a
 relative error is meaningless; ``log I_0`` has none and keeps full relative
 accuracy down to ``x = 1e-150``). docs/methods.md has the math.
 """
-import math
 from contextlib import nullcontext
-from numbers import Integral, Real
 from typing import Optional
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mmlt.utils.validation import check_int, check_number
 from .bessel import (_LOG_2PI, TensorOrFloat, _log_scaled_bessel_and_ratio,
                      as_float64, log_bessel_iv)
 
@@ -46,10 +45,8 @@ DEFAULT_MAX_KAPPA = 1e6
 
 
 def _check_dimension(p) -> int:
-    if isinstance(p, bool) or not isinstance(p, Integral) or p < 2:
-        raise ValueError(
-            f'p must be an int >= 2 (the dimension of R^p), got {p!r}')
-    return int(p)
+    """``p``, the dimension of R^p."""
+    return check_int('p', p, minimum=2)
 
 
 # ---------------------------------------------------------------------------
@@ -228,14 +225,8 @@ def estimate_kappa(r: TensorOrFloat,
                          f'got {method!r}')
     if max_kappa is None:
         max_kappa = DEFAULT_MAX_KAPPA
-    if not (isinstance(max_kappa, Real) and 0 < max_kappa < math.inf):
-        raise ValueError(
-            f'max_kappa must be a finite number > 0, got {max_kappa!r}')
-    if isinstance(
-            newton_steps,
-            bool) or not isinstance(newton_steps, int) or newton_steps < 0:
-        raise ValueError(
-            f'newton_steps must be an int >= 0, got {newton_steps!r}')
+    check_number('max_kappa', max_kappa, strictly_above=0)
+    check_int('newton_steps', newton_steps, minimum=0)
     r64, out_dtype = as_float64(r, 'r')
     r64 = r64.detach().clamp(0, 1)
     one_minus_r2 = (1 - r64) * (1 + r64)
@@ -303,8 +294,7 @@ def expected_contrast_logits(z: Tensor, mu: Tensor, kappa: Tensor,
         raise ValueError(
             f'kappa must be a ({mu.shape[0]},) tensor like mu.shape[:1], got '
             f'{_describe(kappa)}')
-    if isinstance(tau, bool) or not isinstance(tau, Real) or not tau > 0:
-        raise ValueError(f'tau must be a number > 0, got {tau!r}')
+    check_number('tau', tau, strictly_above=0)
     p = _check_dimension(z.shape[1])
     # The matmul runs in the promoted dtype of z and mu (at least float32):
     # casting a float32 (8142, 1024) mu to float64 every step would cost more

@@ -15,6 +15,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_choice, check_int, check_number
 from .dist_utils import gather_batch_sizes, gather_no_grad, is_distributed
 from .vmf import DEFAULT_MAX_KAPPA, estimate_kappa
 
@@ -114,37 +115,16 @@ class VMFEstimator(nn.Module):
                  max_kappa: float = DEFAULT_MAX_KAPPA,
                  sync: str = 'auto') -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-                or num_classes < 1:
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
-        if isinstance(feat_dim, bool) or not isinstance(feat_dim, int) \
-                or feat_dim < 2:
-            raise ValueError(
-                f'feat_dim must be an int >= 2, got {feat_dim!r}')
-        if window not in _WINDOWS:
-            raise ValueError(
-                f'window must be one of {_WINDOWS}, got {window!r}')
-        if not 0.0 < float(ema_momentum) < 1.0:
-            raise ValueError(
-                f'ema_momentum must be in (0, 1), got {ema_momentum!r}')
-        if kappa_method not in _KAPPA_METHODS:
-            raise ValueError(f'kappa_method must be one of {_KAPPA_METHODS}, '
-                             f'got {kappa_method!r}')
-        max_kappa = float(max_kappa)
-        if not (max_kappa > 0.0 and max_kappa < float('inf')):
-            raise ValueError(
-                f'max_kappa must be finite and > 0, got {max_kappa!r}')
-        if sync not in _SYNC_MODES:
-            raise ValueError(
-                f'sync must be one of {_SYNC_MODES}, got {sync!r}')
-        self.num_classes = num_classes
-        self.feat_dim = feat_dim
-        self.window = window
-        self.ema_momentum = float(ema_momentum)
-        self.kappa_method = kappa_method
-        self.max_kappa = max_kappa
-        self.sync = sync
+        self.num_classes = check_int('num_classes', num_classes)
+        self.feat_dim = check_int('feat_dim', feat_dim, minimum=2)
+        self.window = check_choice('window', window, _WINDOWS)
+        self.ema_momentum = check_number(
+            'ema_momentum', ema_momentum, strictly_above=0, strictly_below=1)
+        self.kappa_method = check_choice('kappa_method', kappa_method,
+                                         _KAPPA_METHODS)
+        self.max_kappa = check_number(
+            'max_kappa', max_kappa, strictly_above=0)
+        self.sync = check_choice('sync', sync, _SYNC_MODES)
 
         def zeros(*shape):
             return torch.zeros(*shape, dtype=torch.float64)

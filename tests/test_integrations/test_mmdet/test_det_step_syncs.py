@@ -1,0 +1,56 @@
+"""The detection side of the training step reads no tensor value on the
+host: DetLogitAdjustLoss and ContrastiveBBoxHead.loss_contrast (with each
+contrastive loss), recorded at the aten level."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+pytest.importorskip('mmdet')
+
+from mmlt_det_helpers import (NUM_CLASSES, bbox_head_cfg,  # noqa: E402
+                              build_roi_head, roi_head_cfg)
+
+HOST_SYNCS = {'_local_scalar_dense', 'nonzero', 'masked_select', 'unique',
+              '_unique2'}
+
+
+class Recorder(TorchDispatchMode):
+
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    'contrast', ['mmlt.ProCoLoss', 'mmlt.BCLLoss', 'mmlt.SupConLoss'])
+def test_loss_contrast_has_no_host_sync(contrast):
+    torch.manual_seed(0)
+    head = build_roi_head(roi_head_cfg(bbox_head_cfg(contrast_loss=contrast)))
+    for module in head.modules():
+        if hasattr(module, 'set_class_counts'):
+            module.set_class_counts([50, 30, 10, 5, 2][:NUM_CLASSES])
+    shared = torch.randn(7, 32, requires_grad=True)
+    labels = torch.tensor([0, 1, 1, 2, 0, 3, 4])[:7] % NUM_CLASSES
+    recorder = Recorder()
+    with recorder:
+        loss = head.bbox_head.loss_contrast(shared, labels)['loss_contrast']
+        loss.backward()
+    assert torch.isfinite(loss)
+    assert not recorder.ops & HOST_SYNCS, recorder.ops & HOST_SYNCS
+
+
+def test_det_logit_adjust_loss_has_no_host_sync():
+    from mmlt.integrations.mmdet import DetLogitAdjustLoss
+    loss_module = DetLogitAdjustLoss(class_counts=[50, 30, 10, 5, 2])
+    scores = torch.randn(9, 6, requires_grad=True)  # 5 classes + background
+    labels = torch.tensor([0, 5, 5, 1, 2, 5, 3, 4, 5])
+    recorder = Recorder()
+    with recorder:
+        loss = loss_module(scores, labels)
+        loss.backward()
+    assert torch.isfinite(loss)
+    assert not recorder.ops & HOST_SYNCS, recorder.ops & HOST_SYNCS
