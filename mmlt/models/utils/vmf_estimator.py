@@ -266,7 +266,10 @@ class VMFEstimator(nn.Module):
             self._slots.append(
                 dict(mu=mean_direction.float(), kappa=kappa, pending=[]))
         entry = self._slots[slot]
-        if entry['pending']:
+        if entry['pending'] is None:  # too many updates since its last read
+            mean_direction, kappa, _ = self._vmf_statistics()
+            entry.update(mu=mean_direction.float(), kappa=kappa, pending=[])
+        elif entry['pending']:
             labels = torch.cat(entry['pending'])
             entry['pending'] = []
             mean_direction, kappa, _ = self._vmf_statistics(
@@ -283,11 +286,12 @@ class VMFEstimator(nn.Module):
             self._slots = None
             return
         for entry in self._slots:
+            if entry['pending'] is None:
+                continue
             entry['pending'].append(labels)
             # Past about C rows a rebuild is cheaper than the row updates.
             if sum(len(p) for p in entry['pending']) > self.num_classes:
-                self._slots = None
-                return
+                entry['pending'] = None
 
     def mean_direction(self) -> torch.Tensor:
         """Unit mean direction per class, float64 ``(C, p)`` (zero rows for
