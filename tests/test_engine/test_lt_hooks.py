@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from torch.utils.data import ConcatDataset, Dataset
 
 from mmlt.datasets.lt_base import class_counts
-from mmlt.engine.hooks import ClassCountsHook
+from mmlt.engine.hooks import ClassCountsHook, VMFWindowHook
 from mmlt.models.losses import ProCoLoss
 
 
@@ -169,3 +169,56 @@ def test_class_count_mismatch_is_a_clear_error(tmp_path):
 def test_explicit_counts_override_dataset():
     hook = ClassCountsHook(class_counts=[1, 2, 3])
     assert np.array_equal(hook._get_counts(runner=None), [1, 2, 3])
+
+
+def _window_worker(rank, port):
+    """Iteration windows on one rank of two, with MMEngine's InfiniteSampler
+    (whose len() is the whole dataset's size on every rank)."""
+    import types
+
+    import torch.distributed as torch_dist
+    from mmengine.dataset import InfiniteSampler
+    from torch.utils.data import DataLoader
+    from mmengine.runner import IterBasedTrainLoop
+
+    from dist_launch import init_gloo
+    init_gloo(rank, port)
+    try:
+        dataset = list(range(8))
+        loader = DataLoader(dataset, batch_size=2,
+                            sampler=InfiniteSampler(dataset, shuffle=False))
+        starts = []
+
+        class Estimator(torch.nn.Module):
+
+            def start_epoch(self, index):
+                starts.append(index)
+
+        model = torch.nn.Module()
+        model.estimator = Estimator()
+        loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
+        runner = types.SimpleNamespace(
+            model=model, train_loop=loop, train_dataloader=loader, iter=0)
+        hook = VMFWindowHook()
+        seen = set()
+        batches = iter(loader)
+        for iteration in range(8):
+            runner.iter = iteration
+            hook.before_train_iter(runner, iteration)
+            if iteration < 2:
+                seen.update(next(batches).tolist())
+        return dict(starts=starts, seen_in_window=sorted(seen))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_iteration_window_is_one_pass_per_rank_with_infinite_sampler(port):
+    from dist_launch import run_two_ranks
+    ranks = run_two_ranks(_window_worker, port)
+    for result in ranks:
+        # 8 samples, 2 ranks, batch 2: one pass per rank is 2 iterations
+        # (len(dataloader) says 4: the bug this guards against)
+        assert result['starts'] == [0, 1, 2, 3]
+    # the two ranks' first windows together cover the dataset once
+    assert sorted(ranks[0]['seen_in_window'] +
+                  ranks[1]['seen_in_window']) == list(range(8))

@@ -1,6 +1,8 @@
 """Advance the window of the vMF estimators at epoch (or window) boundaries."""
+import math
 from typing import Optional
 
+from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 
 from mmlt.registry import HOOKS
@@ -16,8 +18,11 @@ class VMFWindowHook(Hook):
     TPAMI 2024). This hook calls ``start_epoch()`` on every module that has
     it (found by protocol, e.g. :class:`mmlt.VMFEstimator` inside a loss or
     an RoI head) at the start of each training epoch. With an iteration-based
-    loop, a "window" is ``window_iters`` iterations (default: the length of
-    the training dataloader, i.e. one pass over the data).
+    loop, a "window" is ``window_iters`` iterations (default: one pass over
+    the data by each rank, ``ceil(len(dataset) / (world_size * batch))``
+    iterations; the dataloader's own length cannot be used, because
+    MMEngine's ``InfiniteSampler`` reports the whole dataset's size on every
+    rank).
 
     Resume is exact: a checkpoint is written after an epoch (or iteration)
     ends and before the next window starts, and the estimators' sums and
@@ -57,11 +62,24 @@ class VMFWindowHook(Hook):
         if not self._iter_based(runner):
             self._start_window(runner, runner.epoch)
 
+    @staticmethod
+    def iterations_per_pass(dataloader) -> int:
+        """Iterations in which each rank sees its share of the data once."""
+        batch_size = dataloader.batch_size or getattr(
+            dataloader.batch_sampler, 'batch_size', None)
+        if not batch_size:
+            raise ValueError(
+                'VMFWindowHook cannot tell the batch size of the train '
+                'dataloader; set window_iters explicitly')
+        per_pass = batch_size * get_world_size()
+        return max(1, math.ceil(len(dataloader.dataset) / per_pass))
+
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
                           data_batch=None) -> None:
         if self._iter_based(runner):
-            window = self.window_iters or len(runner.train_dataloader)
+            window = self.window_iters or self.iterations_per_pass(
+                runner.train_dataloader)
             if runner.iter % window == 0:
                 self._start_window(runner, runner.iter // window)
