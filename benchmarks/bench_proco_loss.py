@@ -242,7 +242,8 @@ def worker_mmlt(config, repeats, profile, device='cpu', amp=False):
         memory=memory,
         first_loss=float(loss_values[0]),
         state_mib=state_bytes / 2**20,
-        products=dict(loss=product_dtypes(loss), matmul=product_dtypes(matmul)))
+        products=dict(
+            loss=product_dtypes(loss), matmul=product_dtypes(matmul)))
 
 
 def worker_literal(config, repeats):

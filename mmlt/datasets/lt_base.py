@@ -259,7 +259,8 @@ def class_counts(dataset, num_classes: Optional[int] = None) -> np.ndarray:
             raise TypeError(
                 f'{type(leaf).__name__} has neither `class_counts` nor '
                 '`get_cat_ids`, so its class prior is unknown; give the '
-                'counts to the loss/metric in the config (class_counts=[...]).')
+                'counts to the loss/metric in the config '
+                '(class_counts=[...]).')
         if total is None:
             total = counts
         else:

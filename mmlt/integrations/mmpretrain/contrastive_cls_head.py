@@ -23,8 +23,9 @@ class ContrastiveClsHead(ClsHead):
     logit-adjusted loss, and the other views feed a
     :class:`mmlt.ContrastiveBranch`::
 
-        views (V*B rows, view-major) --+-- rows [0, B) ----> fc -> loss_cls
-                                       +-- rows [B, V*B) --> branch -> loss_contrast
+        views (V*B rows, view-major) -+- rows [0, B) ----> fc -> loss_cls
+                                      +- rows [B, V*B) --> branch
+                                                           -> loss_contrast
 
     ``loss_contrast`` is already weighted by the contrastive loss's own
     ``loss_weight`` (alpha of ProCo, lambda of BCL). Views stay view-major
@@ -40,7 +41,8 @@ class ContrastiveClsHead(ClsHead):
 
     Args:
         num_classes (int): Number of classes.
-        in_channels (int): Feature dimension from the neck (2048 for ResNet-50).
+        in_channels (int): Feature dimension from the neck (2048 for
+            ResNet-50).
         proj_dims (Sequence[int]): Hidden and output sizes of the projection
             MLP, e.g. ``(2048, 1024)`` (ImageNet-LT) or ``(512, 128)`` (CIFAR).
         classifier (str): ``'linear'`` or ``'cosine'``.
@@ -155,8 +157,8 @@ class ContrastiveClsHead(ClsHead):
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(
                 f'expected pooled features of shape (N, {self.in_channels}), '
-                f'got {tuple(x.shape)}; add a GlobalAveragePooling neck or fix '
-                'in_channels')
+                f'got {tuple(x.shape)}; add a GlobalAveragePooling neck or '
+                'fix in_channels')
         return x
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:

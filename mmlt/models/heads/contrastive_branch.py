@@ -123,7 +123,8 @@ class ContrastiveBranch(nn.Module):
             self.prototype_mlp = build_mlp(dims, norm=norm)
 
     def project(self, feats: torch.Tensor) -> torch.Tensor:
-        """Unit contrastive features ``normalize(projector(h))``, ``(M, p)``."""
+        """Unit contrastive features ``normalize(projector(h))``,
+        ``(M, p)``."""
         return F.normalize(self.projector(feats), dim=1)
 
     def forward(self,

@@ -3,27 +3,12 @@ host: DetLogitAdjustLoss and ContrastiveBBoxHead.loss_contrast (with each
 contrastive loss), recorded at the aten level."""
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip('mmdet')
 
 from mmlt_det_helpers import (NUM_CLASSES, bbox_head_cfg,  # noqa: E402
                               build_roi_head, roi_head_cfg)
-
-HOST_SYNCS = {'_local_scalar_dense', 'nonzero', 'masked_select', 'unique',
-              '_unique2'}
-
-
-class Recorder(TorchDispatchMode):
-
-    def __init__(self):
-        super().__init__()
-        self.ops = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.add(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
+from op_recorder import OpRecorder  # noqa: E402
 
 @pytest.mark.parametrize(
     'contrast', ['mmlt.ProCoLoss', 'mmlt.BCLLoss', 'mmlt.SupConLoss'])
@@ -35,12 +20,12 @@ def test_loss_contrast_has_no_host_sync(contrast):
             module.set_class_counts([50, 30, 10, 5, 2][:NUM_CLASSES])
     shared = torch.randn(7, 32, requires_grad=True)
     labels = torch.tensor([0, 1, 1, 2, 0, 3, 4])[:7] % NUM_CLASSES
-    recorder = Recorder()
+    recorder = OpRecorder()
     with recorder:
         loss = head.bbox_head.loss_contrast(shared, labels)['loss_contrast']
         loss.backward()
     assert torch.isfinite(loss)
-    assert not recorder.ops & HOST_SYNCS, recorder.ops & HOST_SYNCS
+    assert not recorder.host_syncs, recorder.host_syncs
 
 
 def test_det_logit_adjust_loss_has_no_host_sync():
@@ -48,9 +33,9 @@ def test_det_logit_adjust_loss_has_no_host_sync():
     loss_module = DetLogitAdjustLoss(class_counts=[50, 30, 10, 5, 2])
     scores = torch.randn(9, 6, requires_grad=True)  # 5 classes + background
     labels = torch.tensor([0, 5, 5, 1, 2, 5, 3, 4, 5])
-    recorder = Recorder()
+    recorder = OpRecorder()
     with recorder:
         loss = loss_module(scores, labels)
         loss.backward()
     assert torch.isfinite(loss)
-    assert not recorder.ops & HOST_SYNCS, recorder.ops & HOST_SYNCS
+    assert not recorder.host_syncs, recorder.host_syncs
