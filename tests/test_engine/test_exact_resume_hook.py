@@ -190,3 +190,30 @@ def test_sample_seed_depends_on_seed_epoch_and_index_only():
     copy = pickle.loads(pickle.dumps(dataset))
     assert isinstance(copy, NoisyDataset) and type(copy) is type(dataset)
     assert derived_seed(1, 7, 3, 5) != derived_seed(1, 7, 5, 3)
+
+
+def test_iteration_based_loop_keeps_step_seeds_only(tmp_path):
+    """An endless data iterator has no epoch at which to change the sample
+    key: the hook leaves the dataset alone and still seeds the steps."""
+    torch.manual_seed(0)
+    runner = Runner(
+        model=DropoutModel(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=NoisyDataset(),
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            batch_size=BATCH,
+            num_workers=0,
+            collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=8),
+        default_hooks=dict(checkpoint=dict(
+            type='CheckpointHook', interval=4, by_epoch=False)),
+        custom_hooks=[dict(type='mmlt.ExactResumeHook')],
+        randomness=dict(seed=7),
+        default_scope='mmlt')
+    runner.train()
+    assert runner.iter == 8
+    assert type(runner.train_dataloader.dataset) is NoisyDataset
+    checkpoint = torch.load(tmp_path / 'iter_8.pth', weights_only=False)
+    assert len(checkpoint['random_states']) == 1

@@ -184,8 +184,21 @@ class ExactResumeHook(Hook):
         self._gathered_states = None
 
     # -- per-sample seeds ------------------------------------------------
+    @staticmethod
+    def _epoch_based(runner) -> bool:
+        from mmengine.runner import EpochBasedTrainLoop
+        return isinstance(runner.train_loop, EpochBasedTrainLoop)
+
     def before_train(self, runner) -> None:
         if not self.seed_samples:
+            return
+        if not self._epoch_based(runner):
+            # An iteration-based loop reads one endless iterator: no epoch
+            # boundary at which every process can agree on a new key.
+            runner.logger.info(
+                'ExactResumeHook: per-sample seeds need an epoch-based loop; '
+                'this run keeps the per-iteration seeds and the random '
+                'states in checkpoints')
             return
         dataset = runner.train_dataloader.dataset
         # DataLoader forbids replacing its dataset once built, so the
@@ -204,6 +217,8 @@ class ExactResumeHook(Hook):
         if self._seed_key is not None:
             self._seed_key.copy_(
                 torch.tensor([runner.seed, runner.epoch], dtype=torch.long))
+        if not self._epoch_based(runner):
+            return  # MMEngine advances an iteration-based loop's iterator
         loader = runner.train_dataloader
         done = runner.iter - runner.epoch * len(loader)
         if done > 0:
