@@ -10,6 +10,9 @@ _base_ = './_base_/mask-rcnn_r50_fpn_class-counts_lvis-v1.py'
 model = dict(
     roi_head=dict(
         type='mmlt.ContrastiveRoIHead',
+        # FSCE-style positives: only RoIs with IoU >= 0.7 feed the
+        # contrastive loss (docs/detection.md)
+        contrast_iou_thr=0.7,
         bbox_head=dict(
             type='mmlt.ContrastiveBBoxHead',
             proj_dims=(1024, 128),

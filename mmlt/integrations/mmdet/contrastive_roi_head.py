@@ -1,12 +1,14 @@
 """A standard RoI head that adds a contrastive loss on the foreground RoIs."""
 from typing import List, Tuple
 
+import torch
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.task_modules.samplers import SamplingResult
-from mmdet.structures.bbox import bbox2roi
+from mmdet.structures.bbox import bbox2roi, bbox_overlaps
 from torch import Tensor
 
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_number
 
 
 @MODELS.register_module()
@@ -15,12 +17,14 @@ class ContrastiveRoIHead(StandardRoIHead):
 
     Training (:meth:`bbox_loss`): the sampled RoIs go through the box head
     once; the usual classification and regression losses are computed by
-    ``bbox_head.loss_and_target``, and the RoIs whose target label is an
-    object class (``label < num_classes``, i.e. the sampled foreground RoIs,
-    including the ground-truth boxes the sampler adds as proposals) pass their
-    shared-fc features and labels to ``bbox_head.loss_contrast``. The
-    contrastive loss and, for ProCo, its vMF estimator therefore see exactly
-    those RoIs. The mask branch is untouched.
+    ``bbox_head.loss_and_target``, and the foreground RoIs whose IoU with
+    their ground-truth box is at least ``contrast_iou_thr`` (the ground-truth
+    boxes the sampler adds as proposals have IoU 1) pass their shared-fc
+    features and labels to ``bbox_head.loss_contrast``. The contrastive loss
+    and, for ProCo, its vMF estimator therefore see exactly those RoIs. Loose
+    crops blur the class statistics, so contrastive detection (FSCE, Sun et
+    al., CVPR 2021) uses a higher threshold than the classifier's positives:
+    the LVIS configs set 0.7. The mask branch is untouched.
 
     Prediction is :class:`StandardRoIHead`'s: the box head is called without
     the shared feature and the projector never runs.
@@ -32,8 +36,16 @@ class ContrastiveRoIHead(StandardRoIHead):
     :class:`StandardRoIHead`.
 
     Args:
+        contrast_iou_thr (float): Minimum IoU of a foreground RoI with its
+            ground-truth box to enter the contrastive loss. Defaults to 0.5,
+            the assigner's usual positive threshold (every foreground RoI).
         **kwargs: Arguments of :class:`StandardRoIHead`.
     """
+
+    def __init__(self, *args, contrast_iou_thr: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.contrast_iou_thr = check_number(
+            'contrast_iou_thr', contrast_iou_thr, minimum=0)
 
     def init_bbox_head(self, bbox_roi_extractor: dict,
                        bbox_head: dict) -> None:
@@ -106,6 +118,7 @@ class ContrastiveRoIHead(StandardRoIHead):
         labels = bbox_loss_and_target['bbox_targets'][0]
         # Background RoIs carry label num_classes.
         foreground = (labels >= 0) & (labels < self.bbox_head.num_classes)
+        foreground &= self._roi_ious(sampling_results) >= self.contrast_iou_thr
         # Called on every rank, with an empty batch if need be: the loss
         # gathers across ranks.
         losses.update(
@@ -114,3 +127,16 @@ class ContrastiveRoIHead(StandardRoIHead):
                 labels[foreground]))
         bbox_results.update(loss_bbox=losses)
         return bbox_results
+
+    @staticmethod
+    def _roi_ious(sampling_results: List[SamplingResult]) -> Tensor:
+        """IoU of every sampled RoI with its ground-truth box (0 for
+        negatives), in the order of the box head's targets: per image, the
+        positives, then the negatives."""
+        ious = []
+        for result in sampling_results:
+            ious.append(
+                bbox_overlaps(
+                    result.pos_priors, result.pos_gt_bboxes, is_aligned=True))
+            ious.append(result.neg_priors.new_zeros(len(result.neg_priors)))
+        return torch.cat(ious)

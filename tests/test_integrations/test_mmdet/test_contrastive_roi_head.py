@@ -278,3 +278,39 @@ def test_seesaw_classifier_with_bcl_branch():
     grad = head.bbox_head.fc_cls.weight.grad
     assert grad[:NUM_CLASSES].abs().sum() > 0
     assert grad[NUM_CLASSES:].abs().sum() == 0
+
+
+def _iou(a, b):
+    """IoU of two (x1, y1, x2, y2) boxes, by hand."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
+
+
+@pytest.mark.parametrize('iou_thr', [0.5, 0.9, 0.95])
+def test_contrastive_positives_pass_the_iou_threshold(iou_thr):
+    """Only foreground RoIs with IoU >= contrast_iou_thr with their GT box
+    reach the contrastive loss (FSCE-style positives)."""
+    torch.manual_seed(0)
+    cfg = roi_head_cfg(bbox_head_cfg())
+    cfg['contrast_iou_thr'] = iou_thr
+    head = build_roi_head(cfg)
+    head.bbox_head.contrast_branch.loss.set_class_counts(CLASS_COUNTS)
+    seen = capture_contrast_inputs(head)
+    results = sampling_results(head, PROPOSALS, GTS)
+    head.bbox_loss(features(), results)
+    expected = [
+        int(label)
+        for result in results
+        for prior, gt, label in zip(result.pos_priors.tolist(),
+                                    result.pos_gt_bboxes.tolist(),
+                                    result.pos_gt_labels.tolist())
+        if _iou(prior, gt) >= iou_thr - 1e-6
+    ]
+    assert seen['labels'].tolist() == expected
+    if iou_thr == 0.5:  # every foreground RoI, as before the option
+        assert len(expected) == sum(len(r.pos_priors) for r in results)
+    else:
+        assert 0 < len(expected) < sum(len(r.pos_priors) for r in results)

@@ -56,6 +56,8 @@ def test_config_roi_head_builds(path):
     assert bbox_head.get('contrast_loss', {}).get('type') == contrast
     if contrast is not None:
         assert cfg.model.roi_head.type == 'mmlt.ContrastiveRoIHead'
+        if '/toy/' not in path:
+            assert cfg.model.roi_head.contrast_iou_thr == 0.7
         hooks = [hook['type'] for hook in cfg.custom_hooks]
         assert hooks[:2] == ['mmlt.ClassCountsHook', 'mmlt.VMFWindowHook']
     if classifier.startswith('mmlt.') or contrast is not None:
