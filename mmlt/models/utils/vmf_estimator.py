@@ -367,7 +367,9 @@ class VMFEstimator(nn.Module):
                 features = gather_no_grad(features, sizes)
                 labels = gather_no_grad(labels, sizes)
 
-        finite = torch.isfinite(features).all(dim=1)
+        # A row sum is NaN/Inf iff a feature is (unit features cannot
+        # overflow it): one reduction instead of an element-wise test.
+        finite = torch.isfinite(features.sum(dim=1))
         # Zero the bad rows first (NaN * 0 is NaN), then weight every row by
         # whether the whole batch is finite: 1 adds the batch, 0 adds nothing.
         features = features.to(torch.float64).masked_fill(~finite[:, None], 0)
