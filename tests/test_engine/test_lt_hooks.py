@@ -222,3 +222,28 @@ def test_iteration_window_is_one_pass_per_rank_with_infinite_sampler(port):
     # the two ranks' first windows together cover the dataset once
     assert sorted(ranks[0]['seen_in_window'] +
                   ranks[1]['seen_in_window']) == list(range(8))
+
+
+def test_pseudo_count_gives_empty_classes_a_finite_prior():
+    """A class without training samples: log(0) is refused, a pseudo-count
+    gives every module the prior of counts + pseudo_count, by hand."""
+    import types
+
+    from mmlt.models.losses import LogitAdjustLoss
+
+    class Model(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.loss = LogitAdjustLoss()
+
+    counts = [6, 3, 0]
+    runner = types.SimpleNamespace(model=Model(), _val_loop=None)
+    with pytest.raises(ValueError, match='log\\(0\\)'):
+        ClassCountsHook(class_counts=counts).before_train(runner)
+    ClassCountsHook(class_counts=counts, pseudo_count=1).before_train(runner)
+    expected = torch.log(torch.tensor([7.0, 4.0, 1.0], dtype=torch.float64) /
+                         12)
+    torch.testing.assert_close(runner.model.loss.log_prior, expected)
+    with pytest.raises(ValueError, match='pseudo_count'):
+        ClassCountsHook(pseudo_count=-1)

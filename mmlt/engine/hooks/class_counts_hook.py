@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 
 from mmlt.datasets import lt_base
 from mmlt.registry import HOOKS
+from mmlt.utils.validation import check_number
 
 
 @HOOKS.register_module()
@@ -22,13 +23,22 @@ class ClassCountsHook(Hook):
     Args:
         class_counts (Sequence[int], optional): use these counts instead of
             reading them from the training dataset.
+        pseudo_count (float): Added to every class's count given to the
+            model's modules (the priors), so that a class without training
+            samples (an LVIS subset, an open-vocabulary split) gets a finite
+            prior instead of ``log 0``; metrics keep the true counts for
+            their many/medium/few groups. Defaults to 0.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, class_counts: Optional[Sequence[int]] = None):
+    def __init__(self,
+                 class_counts: Optional[Sequence[int]] = None,
+                 pseudo_count: float = 0):
         self.class_counts = (None if class_counts is None else np.asarray(
             class_counts, dtype=np.int64))
+        self.pseudo_count = check_number('pseudo_count', pseudo_count,
+                                         minimum=0)
         self._counts = None
 
     def _get_counts(self, runner):
@@ -69,8 +79,10 @@ class ClassCountsHook(Hook):
 
     def before_train(self, runner) -> None:
         counts = self._get_counts(runner)
+        prior_counts = counts + self.pseudo_count if self.pseudo_count \
+            else counts
         for module in self._targets(runner):
-            module.set_class_counts(counts)
+            module.set_class_counts(prior_counts)
         val_loop = getattr(runner, '_val_loop', None)
         if val_loop is not None and hasattr(val_loop, 'evaluator'):
             for metric in self._metric_targets(val_loop.evaluator):
