@@ -13,3 +13,5 @@ custom_hooks = [
     dict(type='mmlt.ExactResumeHook'),
     dict(type='mmlt.CheckpointCheckHook')
 ]
+# Validate once, after the last of the 12 epochs.
+train_cfg = dict(val_interval=12)

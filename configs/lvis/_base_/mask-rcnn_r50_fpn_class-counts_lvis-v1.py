@@ -23,3 +23,7 @@ custom_hooks = [
 # Skip steps with NaN/Inf gradients (stop after 10 in a row); --amp makes it
 # mmlt.AmpOptimWrapper.
 optim_wrapper = dict(type='mmlt.SkipNonFiniteOptimWrapper')
+
+# Validate once, after the last of the 12 epochs (a full LVIS val pass is
+# long; MMDetection's schedule_1x validates after every epoch).
+train_cfg = dict(val_interval=12)
