@@ -65,7 +65,10 @@ class Crash(Hook):
 
 
 def make_runner(work_dir, num_workers=0, persistent=False, by_epoch=True,
-                resume=False, crash_at=None, max_epochs=3):
+                resume=False, crash_at=None, max_epochs=3,
+                iteration_based=False):
+    """A toy run; ``by_epoch`` is the checkpoints', ``iteration_based`` the
+    loop's (8 iterations over an InfiniteSampler)."""
     hooks = [dict(type='mmlt.ExactResumeHook')]
     if crash_at is not None:
         hooks.append(Crash(crash_at))
@@ -77,14 +80,18 @@ def make_runner(work_dir, num_workers=0, persistent=False, by_epoch=True,
         work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=NoisyDataset(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
+            sampler=dict(
+                type='InfiniteSampler' if iteration_based else
+                'DefaultSampler',
+                shuffle=True),
             batch_size=BATCH,
             num_workers=num_workers,
             persistent_workers=persistent,
             collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(
             optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        train_cfg=dict(by_epoch=False, max_iters=8) if iteration_based else
+        dict(by_epoch=True, max_epochs=max_epochs),
         default_hooks=dict(checkpoint=checkpoint,
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=hooks,
@@ -195,23 +202,7 @@ def test_sample_seed_depends_on_seed_epoch_and_index_only():
 def test_iteration_based_loop_keeps_step_seeds_only(tmp_path):
     """An endless data iterator has no epoch at which to change the sample
     key: the hook leaves the dataset alone and still seeds the steps."""
-    torch.manual_seed(0)
-    runner = Runner(
-        model=DropoutModel(),
-        work_dir=str(tmp_path),
-        train_dataloader=dict(
-            dataset=NoisyDataset(),
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            batch_size=BATCH,
-            num_workers=0,
-            collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=8),
-        default_hooks=dict(checkpoint=dict(
-            type='CheckpointHook', interval=4, by_epoch=False)),
-        custom_hooks=[dict(type='mmlt.ExactResumeHook')],
-        randomness=dict(seed=7),
-        default_scope='mmlt')
+    runner = make_runner(tmp_path, by_epoch=False, iteration_based=True)
     runner.train()
     assert runner.iter == 8
     assert type(runner.train_dataloader.dataset) is NoisyDataset

@@ -182,6 +182,7 @@ class ExactResumeHook(Hook):
         self._seed_key: Optional[torch.Tensor] = None
         self._skipping_batch_sampler = None
         self._gathered_states = None
+        self._iter_checkpoint_intervals = []
 
     # -- per-sample seeds ------------------------------------------------
     @staticmethod
@@ -190,6 +191,13 @@ class ExactResumeHook(Hook):
         return isinstance(runner.train_loop, EpochBasedTrainLoop)
 
     def before_train(self, runner) -> None:
+        # Intervals of the iteration checkpoints, looked up once, not per
+        # iteration.
+        self._iter_checkpoint_intervals = [
+            hook.interval for hook in runner.hooks
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch
+            and hook.interval > 0
+        ]
         if not self.seed_samples:
             return
         if not self._epoch_based(runner):
@@ -266,13 +274,10 @@ class ExactResumeHook(Hook):
     # just before CheckpointHook (lower priority) decides to save.
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        for hook in runner.hooks:
-            if isinstance(hook, CheckpointHook) and not hook.by_epoch and \
-                    hook.interval > 0 and (
-                        (runner.iter + 1) % hook.interval == 0
-                        or runner.iter + 1 == runner.max_iters):
-                self._gathered_states = all_gather_object(random_states())
-                return
+        step = runner.iter + 1
+        if any(step % interval == 0 or step == runner.max_iters
+               for interval in self._iter_checkpoint_intervals):
+            self._gathered_states = all_gather_object(random_states())
 
     def after_train_epoch(self, runner) -> None:
         if self._skipping_batch_sampler is not None:
