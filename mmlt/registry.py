@@ -77,12 +77,13 @@ PARAM_SCHEDULERS = Registry(
     parent=MMENGINE_PARAM_SCHEDULERS,
     scope='mmlt',
     locations=['mmlt.engine'])
-#: Metrics (many/medium/few accuracy).
+#: Metrics (many/medium/few accuracy; LVIS AP-fixed and AP-pool when
+#: MMDetection is installed).
 METRICS = Registry(
     'metric',
     parent=MMENGINE_METRICS,
     scope='mmlt',
-    locations=['mmlt.evaluation'])
+    locations=['mmlt.evaluation', 'mmlt.integrations.mmdet'])
 #: Evaluators.
 EVALUATOR = Registry(
     'evaluator',

@@ -11,8 +11,12 @@ if host_available(('mmdet', 'mmdet.models', 'mmdet.datasets')):
     from .det_logit_adjust_loss import DetLogitAdjustLoss  # noqa: F401
     from .lvis import (LVISV1WithClassCounts,  # noqa: F401
                        counts_from_category_image_map)
+    from .lvis_fixed_metric import LVISFixedMetric  # noqa: F401
+    from .per_class_topk_roi_head import (PerClassTopKRoIHead,  # noqa: F401
+                                          topk_per_class)
 
     __all__ = [
         'ContrastiveBBoxHead', 'ContrastiveRoIHead', 'DetLogitAdjustLoss',
-        'LVISV1WithClassCounts', 'counts_from_category_image_map'
+        'LVISV1WithClassCounts', 'counts_from_category_image_map',
+        'LVISFixedMetric', 'PerClassTopKRoIHead', 'topk_per_class'
     ]

@@ -2,17 +2,17 @@
 from typing import List, Tuple
 
 import torch
-from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.structures.bbox import bbox2roi, bbox_overlaps
 from torch import Tensor
 
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_number
+from .per_class_topk_roi_head import PerClassTopKRoIHead
 
 
 @MODELS.register_module()
-class ContrastiveRoIHead(StandardRoIHead):
+class ContrastiveRoIHead(PerClassTopKRoIHead):
     """:class:`StandardRoIHead` whose box loss adds a contrastive term.
 
     Training (:meth:`bbox_loss`): the sampled RoIs go through the box head
@@ -27,7 +27,9 @@ class ContrastiveRoIHead(StandardRoIHead):
     the LVIS configs set 0.7. The mask branch is untouched.
 
     Prediction is :class:`StandardRoIHead`'s: the box head is called without
-    the shared feature and the projector never runs.
+    the shared feature and the projector never runs; like
+    :class:`mmlt.PerClassTopKRoIHead` it accepts ``max_per_class`` in its
+    test config (the AP-fixed setting).
 
     Use it with a box head that has ``loss_contrast`` and
     ``forward(x, return_shared_feats)``, such as

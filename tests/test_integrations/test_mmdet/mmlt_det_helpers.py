@@ -115,3 +115,13 @@ BACKGROUND_PROPOSALS = [
     [[40., 2., 62., 20.], [2., 40., 20., 62.]],
     [[48., 48., 63., 63.], [44., 0., 63., 16.]],
 ]
+
+
+def proposal_results(proposals_per_image=PROPOSALS):
+    """RPN results (InstanceData with ``bboxes``) of the given proposals."""
+    results = []
+    for boxes in proposals_per_image:
+        result = InstanceData()
+        result.bboxes = torch.tensor(boxes, dtype=torch.float32)
+        results.append(result)
+    return results
