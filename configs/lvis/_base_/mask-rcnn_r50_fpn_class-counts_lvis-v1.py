@@ -5,7 +5,7 @@
 # epoch (ProCo's estimator pools the previous and the current epoch).
 # No custom_imports: MMDetection resolves every `mmlt.X` type through
 # mmlt.registry, which imports mmlt.integrations.mmdet on first use.
-_base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
+_base_ = './mask-rcnn_r50_fpn_ap-fixed_lvis-v1.py'
 
 train_dataloader = dict(
     dataset=dict(

@@ -29,10 +29,11 @@ class TopKPerClassStore:
     """The ``k`` highest-scoring detections of every class seen so far.
 
     Detections are added image by image; when the detections added since the
-    last pruning outnumber both the kept ones and ``prune_at``, every class is
-    cut back to its best ``k`` (ties keep the earlier detection, as the LVIS
-    API's stable sort does). Boxes take 32 bytes per detection; masks add
-    their RLE string plus about 60 bytes.
+    last pruning outnumber both a quarter of the kept ones and ``prune_at``,
+    every class is cut back to its best ``k`` (ties keep the earlier
+    detection, as the LVIS API's stable sort does), so the store never holds
+    more than 1.25 times its final size (or ``prune_at`` more). Boxes take 32
+    bytes per detection; masks add their RLE string plus about 50 bytes.
 
     Args:
         k (int): Detections kept per class.
@@ -95,7 +96,7 @@ class TopKPerClassStore:
                                       dtype=np.int32).reshape(n)
         self._parts.append(part)
         self._num_pending += n
-        if self._num_pending > max(self._num_kept, self.prune_at):
+        if self._num_pending > max(self._num_kept // 4, self.prune_at):
             self._prune()
 
     def _prune(self) -> None:
@@ -135,6 +136,19 @@ class TopKPerClassStore:
         self._num_pending += int(fresh.sum())
         self._prune()
 
+    def drop(self, image_ids: Iterable[int] = (),
+             min_scores: Optional[np.ndarray] = None) -> None:
+        """Remove the detections of some images, and those scoring below
+        ``min_scores[label]`` (``(num_classes,)``)."""
+        detections = self.detections()
+        image_ids = np.fromiter(image_ids, dtype=np.int64)
+        keep = ~np.isin(detections['image_ids'], image_ids)
+        if min_scores is not None:
+            keep &= detections['scores'] >= min_scores[detections['labels']]
+        self._parts = [{name: detections[name][keep] for name in self.fields}]
+        self._num_kept = int(keep.sum())
+        self.image_ids -= set(image_ids.tolist())
+
     def detections(self) -> Dict[str, np.ndarray]:
         """The kept detections, as arrays in the order they were added."""
         if self._num_pending:
@@ -143,6 +157,39 @@ class TopKPerClassStore:
 
     def __len__(self) -> int:
         return len(self.detections()['scores'])
+
+
+def kth_best_scores(scores_per_process: Sequence[Tuple[np.ndarray,
+                                                       np.ndarray]],
+                    k: int, num_classes: int) -> np.ndarray:
+    """The ``k``-th highest score of every class over all processes.
+
+    Every process keeps its own best ``k`` per class; a detection below the
+    ``k``-th best of the union cannot be in the dataset's best ``k``, so each
+    process can drop it before the stores are gathered (then the main
+    process receives about ``num_classes * k`` detections, not that many
+    per process).
+
+    Args:
+        scores_per_process (Sequence[tuple]): ``(labels (n,), scores (n,))``
+            of each process's store.
+        k (int): Detections kept per class.
+        num_classes (int): Number of classes.
+
+    Returns:
+        np.ndarray: ``(num_classes,)`` float32; ``-inf`` for classes with at
+        most ``k`` detections.
+    """
+    labels = np.concatenate([p[0] for p in scores_per_process])
+    scores = np.concatenate([p[1] for p in scores_per_process])
+    thresholds = np.full(num_classes, -np.inf, dtype=np.float32)
+    order = np.lexsort((-scores, labels))  # by label, then score descending
+    labels, scores = labels[order], scores[order]
+    starts = np.searchsorted(labels, np.arange(num_classes), side='left')
+    ends = np.searchsorted(labels, np.arange(num_classes), side='right')
+    full = ends - starts > k
+    thresholds[full] = scores[starts[full] + k - 1]
+    return thresholds
 
 
 def to_lvis_results(detections: Dict[str, np.ndarray], indices: np.ndarray,
@@ -249,6 +296,6 @@ def interpolated_average_precision(scores: np.ndarray,
 
 
 __all__ = [
-    'TopKPerClassStore', 'to_lvis_results', 'matches_by_class',
+    'TopKPerClassStore', 'kth_best_scores', 'to_lvis_results', 'matches_by_class',
     'interpolated_average_precision'
 ]

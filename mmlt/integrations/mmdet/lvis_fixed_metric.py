@@ -11,15 +11,17 @@ import numpy as np
 import torch
 from mmdet.evaluation.metrics import LVISMetric
 from mmdet.structures.mask import encode_mask_results
-from mmengine.dist import (broadcast_object_list, collect_results,
-                           get_world_size, is_main_process)
+from mmengine.dist import (all_gather_object, broadcast_object_list,
+                           collect_results, get_rank, get_world_size,
+                           is_main_process)
 from mmengine.logging import MMLogger
 
 from mmlt.evaluation.per_class_plot import plot_per_class_ap
 from mmlt.registry import METRICS
 from mmlt.utils.validation import check_choice, check_int
 from .lvis_fixed_ap import (TopKPerClassStore, interpolated_average_precision,
-                            matches_by_class, to_lvis_results)
+                            kth_best_scores, matches_by_class,
+                            to_lvis_results)
 
 AP_TYPES = ('standard', 'fixed', 'pool')
 FREQUENCIES = ('r', 'c', 'f')
@@ -54,8 +56,10 @@ class LVISFixedMetric(LVISMetric):
     :class:`mmlt.PerClassTopKRoIHead` with ``max_per_class`` (the standard
     path applies its own cap). ``process`` keeps only the ``max_dets_per_img``
     best detections of each image for the standard path and streams the rest
-    into a per-class budget (:class:`TopKPerClassStore`), so memory stays at
-    about twice ``num_classes * dets_per_class`` detections per IoU type.
+    into a per-class budget (:class:`TopKPerClassStore`), so memory stays
+    below 1.25 times ``num_classes * dets_per_class`` detections per IoU type
+    (with several processes each drops, before the gathering, what cannot
+    be in the union's best ``dets_per_class``).
 
     A per-class CSV (``lvis_per_class_ap.csv``: class, LVIS frequency,
     training image count (``image_count`` of the annotation file's
@@ -187,6 +191,8 @@ class LVISFixedMetric(LVISMetric):
         """Collect the standard results and the budgets of every process,
         then compute on the main process (``BaseMetric.evaluate`` assumes
         one result per sample, which the budgets are not)."""
+        if get_world_size() > 1 and self._stores:
+            self._share_budgets()
         stores = collect_results([self._stores], get_world_size(),
                                  self.collect_device)
         self._stores = self._new_stores()
@@ -206,6 +212,25 @@ class LVISFixedMetric(LVISMetric):
             output = [None]
         broadcast_object_list(output)
         return output[0]
+
+    def _share_budgets(self) -> None:
+        """Before gathering: drop the images a lower-ranked process also
+        evaluated (the sampler's padding), then the detections below their
+        class's ``dets_per_class``-th best score over all processes."""
+        rank = get_rank()
+        image_lists = all_gather_object(
+            sorted(next(iter(self._stores.values())).image_ids))
+        earlier = set().union(*map(set, image_lists[:rank]))
+        summaries = {}
+        for iou_type, store in self._stores.items():
+            store.drop(image_ids=earlier & store.image_ids)
+            detections = store.detections()
+            summaries[iou_type] = (detections['labels'], detections['scores'])
+        summaries = all_gather_object(summaries)
+        for iou_type, store in self._stores.items():
+            store.drop(min_scores=kth_best_scores(
+                [summary[iou_type] for summary in summaries],
+                self.dets_per_class, len(self.cat_ids)))
 
     # ------------------------------------------------------------ compute
     def compute_metrics(self, results: list) -> Dict[str, float]:

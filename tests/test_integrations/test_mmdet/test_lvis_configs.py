@@ -74,7 +74,19 @@ def test_config_roi_head_builds(path):
     elif '/toy/' not in path:
         assert cfg.train_dataloader.dataset.type == 'ClassBalancedDataset'
         assert cfg.train_dataloader.dataset.oversample_thr == 1e-3
-    assert cfg.val_evaluator.type == 'LVISMetric'
+    # LVIS AP, AP-fixed and AP-pool, on detections capped per class only
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert evaluator.type == 'mmlt.LVISFixedMetric'
+        assert evaluator.metric == ['bbox', 'segm']
+        assert evaluator.get('dets_per_class', 10000) == 10000
+    rcnn_test_cfg = cfg.model.test_cfg.rcnn
+    assert cfg.model.roi_head.type in ('mmlt.PerClassTopKRoIHead',
+                                       'mmlt.ContrastiveRoIHead')
+    assert rcnn_test_cfg.max_per_img == -1
+    # the standard path's detections are then those of a per-image cap
+    assert rcnn_test_cfg.max_per_class >= cfg.val_evaluator.max_dets_per_img
+    assert cfg.val_evaluator.max_dets_per_img == (50 if '/toy/' in path else
+                                                  300)
     if '/toy/' not in path:  # one LVIS val pass, after the last epoch
         assert cfg.train_cfg.val_interval == cfg.train_cfg.max_epochs == 12
 

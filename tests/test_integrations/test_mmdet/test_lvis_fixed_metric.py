@@ -22,7 +22,8 @@ pytest.importorskip('lvis')
 import mmlt  # noqa: E402,F401  (the numpy shim for lvis)
 from mmlt.integrations.mmdet import LVISFixedMetric, topk_per_class  # noqa
 from mmlt.integrations.mmdet.lvis_fixed_ap import (  # noqa: E402
-    TopKPerClassStore, interpolated_average_precision, matches_by_class)
+    TopKPerClassStore, interpolated_average_precision, kth_best_scores,
+    matches_by_class)
 
 SIZE = 64
 A, B = 0, 1  # labels of categories 1 and 2
@@ -393,3 +394,91 @@ def test_roi_head_keeps_top_k_per_class_before_the_image_cap():
         assert len(ours) == min(7, len(keep)) and len(full) > len(ours)
         assert torch.equal(ours.scores, full.scores[torch.sort(best).values])
         assert torch.bincount(ours.labels).max() <= 2
+
+
+def test_processes_keep_only_what_the_union_can_use():
+    """Each process drops what is below its class's k-th best over all
+    processes; the gathered union then equals one process seeing all."""
+    rng = np.random.default_rng(2)
+    k, num_classes = 4, 3
+    everything = TopKPerClassStore(k=k, with_masks=False)
+    ranks = [TopKPerClassStore(k=k, with_masks=False) for _ in range(3)]
+    for image in range(24):
+        n = int(rng.integers(1, 5))
+        labels = rng.integers(0, num_classes, n)
+        scores = rng.random(n).astype(np.float32)
+        for store in (everything, ranks[image % 3]):
+            store.add(image, labels, scores, np.zeros((n, 4)))
+    summaries = [(s.detections()['labels'], s.detections()['scores'])
+                 for s in ranks]
+    thresholds = kth_best_scores(summaries, k, num_classes)
+    # by a loop: the k-th largest score of each class over all detections
+    all_labels = np.concatenate([s[0] for s in summaries])
+    all_scores = np.concatenate([s[1] for s in summaries])
+    for c in range(num_classes):
+        assert thresholds[c] == sorted(all_scores[all_labels == c])[-k]
+    for store in ranks:
+        store.drop(min_scores=thresholds)
+    assert sum(len(s) for s in ranks) == k * num_classes  # no ties
+    merged = TopKPerClassStore(k=k, with_masks=False)
+    for store in ranks:
+        merged.merge(store)
+    assert sorted(merged.detections()['scores'].tolist()) == sorted(
+        everything.detections()['scores'].tolist())
+
+
+def test_contrastive_roi_head_takes_the_ap_fixed_setting():
+    from mmlt.integrations.mmdet import (ContrastiveRoIHead,
+                                         PerClassTopKRoIHead)
+    assert issubclass(ContrastiveRoIHead, PerClassTopKRoIHead)
+
+
+def test_two_processes_share_their_budgets(ann_file, monkeypatch):
+    """_share_budgets with a fake two-process all_gather (threads): the
+    padded repeat of image 1 is dropped on the second process, and after
+    the score exchange the two stores hold exactly the single-process
+    budget."""
+    import threading
+
+    from mmlt.integrations.mmdet import lvis_fixed_metric
+    barrier, slots, local = threading.Barrier(2), [None, None], \
+        threading.local()
+
+    def all_gather_object(obj):
+        slots[local.rank] = obj
+        barrier.wait()
+        gathered = list(slots)
+        barrier.wait()
+        return gathered
+
+    monkeypatch.setattr(lvis_fixed_metric, 'all_gather_object',
+                        all_gather_object)
+    monkeypatch.setattr(lvis_fixed_metric, 'get_rank', lambda: local.rank)
+    options = dict(ann_file=ann_file, metric='bbox', dets_per_class=2,
+                   ap_types=('fixed', ), out_dir=False)
+    samples = {s['img_id']: s for s in data_samples(tiny_lvis(), DETECTIONS)}
+    single = LVISFixedMetric(**options)
+    single.process({}, list(samples.values()))
+    ranks = [LVISFixedMetric(**options) for _ in range(2)]
+    ranks[0].process({}, [samples[i] for i in (1, 3, 5)])
+    ranks[1].process({}, [samples[i] for i in (2, 4, 1)])  # 1: padding
+
+    def run(rank):
+        local.rank = rank
+        ranks[rank]._share_budgets()
+
+    threads = [threading.Thread(target=run, args=(r, )) for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert ranks[1]._stores['bbox'].image_ids == {2, 4}
+    held = sorted(
+        (int(i), int(c), float(s)) for store in ranks
+        for i, c, s in zip(*(store._stores['bbox'].detections()[k]
+                             for k in ('image_ids', 'labels', 'scores'))))
+    expected = single._stores['bbox'].detections()
+    assert held == sorted(
+        zip(expected['image_ids'].tolist(), expected['labels'].tolist(),
+            expected['scores'].tolist()))
+    assert len(held) == 4  # 2 classes x 2

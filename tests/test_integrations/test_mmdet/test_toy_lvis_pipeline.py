@@ -158,6 +158,12 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
         metrics[key] = float(value)
     for key in ('bbox_AP', 'bbox_APr', 'bbox_APc', 'bbox_APf', 'segm_AP'):
         assert key in metrics and -1.0 <= metrics[key] <= 1.0, metrics
+    # and AP-fixed, AP-pool with the per-class files (mmlt.LVISFixedMetric)
+    for key in ('bbox_fixed_AP', 'segm_fixed_APr', 'bbox_pool_AP',
+                'segm_pool_AP'):
+        assert re.search(rf'lvis/{key}: -?[\d.]+', log), key
+    assert (work_dir / 'lvis_per_class_ap.csv').exists()
+    assert (work_dir / 'lvis_per_class_ap.png').exists()
 
     checkpoint = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')
     state = checkpoint['state_dict']
