@@ -292,16 +292,12 @@ class LVISFixedMetric(LVISMetric):
                                        class_ap, label_of))
         # classes without any detection: AP 0 when they have ground truth,
         # as the official evaluation gives them
-        num_gt = np.zeros(num_classes, dtype=np.int64)
+        num_gt = self._gt_counts(count_ignored=False)
         for label, cat_id in enumerate(self.cat_ids):
             if cat_id in matches:
                 num_gt[label] = matches[cat_id][3]
-            else:
-                num_gt[label] = sum(
-                    1 for ann in gt.load_anns(gt.get_ann_ids(
-                        cat_ids=[cat_id])) if not ann.get('ignore', 0))
-                if num_gt[label] > 0 and np.isnan(class_ap[label]):
-                    class_ap[label] = 0.0
+            elif num_gt[label] > 0 and np.isnan(class_ap[label]):
+                class_ap[label] = 0.0
         per_class[f'{iou_type}_fixed_AP'] = class_ap
         frequency = np.array(
             [cat['frequency'] for cat in gt.load_cats(self.cat_ids)])
@@ -335,6 +331,15 @@ class LVISFixedMetric(LVISMetric):
                 output[f'{iou_type}_pool_AP{suffix}'] = -1.0 if np.isnan(
                     ap) else round(ap, 3)
         return output
+
+    def _gt_counts(self, count_ignored: bool) -> np.ndarray:
+        """Ground-truth objects per class (label order) in the file."""
+        label_of = {cat_id: label for label, cat_id in enumerate(self.cat_ids)}
+        counts = np.zeros(len(self.cat_ids), dtype=np.int64)
+        for ann in self._lvis_api.anns.values():
+            if count_ignored or not ann.get('ignore', 0):
+                counts[label_of[ann['category_id']]] += 1
+        return counts
 
     def _class_chunks(self, labels: np.ndarray) -> List[np.ndarray]:
         """Groups of detected classes with at most ``eval_chunk_dets``
@@ -432,6 +437,7 @@ class LVISFixedMetric(LVISMetric):
         os.makedirs(out_dir, exist_ok=True)
         csv_file = osp.join(out_dir, PER_CLASS_FILE)
         rows = []
+        gt_instances = self._gt_counts(count_ignored=True)
         for label, cat in enumerate(cats):
             rows.append(
                 dict(
@@ -440,7 +446,7 @@ class LVISFixedMetric(LVISMetric):
                     class_name=cat['name'],
                     frequency=cat.get('frequency', ''),
                     train_image_count=cat.get('image_count', ''),
-                    gt_instances=len(gt.get_ann_ids(cat_ids=[cat['id']])),
+                    gt_instances=int(gt_instances[label]),
                     **{
                         key: '' if np.isnan(per_class[key][label]) else
                         f'{per_class[key][label]:.4f}'
