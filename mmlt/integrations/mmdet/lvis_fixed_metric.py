@@ -115,9 +115,11 @@ class LVISFixedMetric(LVISMetric):
             raise ValueError(
                 f'metric {others} exists on the standard path only: add '
                 f"'standard' to ap_types or drop them")
+        # format_only writes the standard result files and evaluates nothing
         self._budget_types = [
             m for m in self.metrics if m in ('bbox', 'segm')
-        ] if {'fixed', 'pool'} & set(self.ap_types) else []
+        ] if {'fixed', 'pool'} & set(self.ap_types) and \
+            not self.format_only else []
         self._stores = self._new_stores()
         self.cat_ids = self._lvis_api.get_cat_ids()
         self.img_ids = self._lvis_api.get_img_ids()
@@ -248,7 +250,7 @@ class LVISFixedMetric(LVISMetric):
             metrics.update(self._budget_metrics(iou_type, store, per_class))
         self._log_summary(metrics)
         out_dir = self._resolve_out_dir()
-        if out_dir and per_class:
+        if out_dir and per_class and not self.format_only:
             self._write_per_class(out_dir, per_class)
         return metrics
 

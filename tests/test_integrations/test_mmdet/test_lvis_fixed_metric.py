@@ -482,3 +482,13 @@ def test_two_processes_share_their_budgets(ann_file, monkeypatch):
         zip(expected['image_ids'].tolist(), expected['labels'].tolist(),
             expected['scores'].tolist()))
     assert len(held) == 4  # 2 classes x 2
+
+
+def test_format_only_writes_the_standard_files_only(ann_file, tmp_path):
+    metrics = evaluate(ann_file, DETECTIONS, tmp_path, metric='bbox',
+                       format_only=True,
+                       outfile_prefix=str(tmp_path / 'results'))
+    assert metrics == {}
+    detections = json.loads((tmp_path / 'results.bbox.json').read_text())
+    assert len(detections) == len(DETECTIONS)
+    assert not (tmp_path / 'lvis_per_class_ap.csv').exists()
