@@ -49,7 +49,8 @@ class ContrastiveClsHead(ClsHead):
         cosine_scale (float): Logit scale of the cosine classifier.
         loss (dict, optional): Classifier loss. Defaults to logit adjustment
             (``mmlt.LogitAdjustLoss``, tau 1). None trains no classifier
-            (stage 1 of two-stage contrastive training).
+            (stage 1 of two-stage contrastive training): then every view,
+            the first included, feeds the contrastive branch.
         contrast_loss (dict, optional): ``mmlt.ProCoLoss``, ``mmlt.BCLLoss`` or
             ``mmlt.SupConLoss``. None disables the branch.
         contrast_weight (float, optional): Older key for the contrastive
@@ -180,10 +181,20 @@ class ContrastiveClsHead(ClsHead):
             raise ValueError('each data sample needs exactly one gt_label')
 
         losses = dict()
+        if self.loss_module is None:
+            # Stage 1 of two-stage training: no classifier, every view is a
+            # contrastive view (the classifier rows still give BCL its
+            # prototypes, learnt through the contrastive loss alone).
+            if self.contrast_branch is None:
+                raise ValueError('loss=None and contrast_loss=None: the head '
+                                 'has nothing to train')
+            losses['loss_contrast'] = self.contrast_branch(
+                x, labels, num_views, self.fc.weight)
+            return losses
+
         cls_score = self.fc(x[:batch])
-        if self.loss_module is not None:
-            losses['loss_cls'] = self._get_loss(cls_score, data_samples,
-                                                **kwargs)['loss']
+        losses['loss_cls'] = self._get_loss(cls_score, data_samples,
+                                            **kwargs)['loss']
         with torch.no_grad():  # on the device: no host sync
             top = cls_score.topk(max(self.topk), dim=1).indices
             hits = top == labels[:, None]

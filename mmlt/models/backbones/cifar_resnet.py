@@ -45,6 +45,12 @@ class CifarResNet(BaseModule):
         base_channels (int): Width of the first stage (16 in the paper);
             the stages have 1x, 2x, 4x this width.
         out_indices (Sequence[int]): Stages whose outputs are returned.
+        frozen_stages (int): Stages to freeze (no gradients, BatchNorm in
+            eval mode), as in MMPretrain's ``ResNet``: -1 none, 0 the stem,
+            ``k`` the stem and stages 1..k; 3 freezes the whole backbone
+            (the linear probe of two-stage training). Defaults to -1.
+        norm_eval (bool): Keep every BatchNorm in eval mode (running
+            statistics frozen) in training. Defaults to False.
         init_cfg (dict, optional): Initialisation config; Kaiming normal
             for convolutions by default.
 
@@ -58,17 +64,27 @@ class CifarResNet(BaseModule):
                  in_channels: int = 3,
                  base_channels: int = 16,
                  out_indices: Sequence[int] = (2, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  init_cfg=(dict(type='Kaiming', layer='Conv2d'),
                            dict(type='Constant', val=1,
                                 layer=['BatchNorm2d']))):
-        super().__init__(init_cfg=list(init_cfg) if init_cfg else None)
+        if isinstance(init_cfg, tuple):
+            init_cfg = list(init_cfg)
+        super().__init__(init_cfg=init_cfg or None)
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f'depth must be 6n+2 (20, 32, 44, 56, 110), '
                              f'got {depth}')
         if any(i not in (0, 1, 2) for i in out_indices):
             raise ValueError(f'out_indices must be in (0, 1, 2), got '
                              f'{tuple(out_indices)}')
+        if frozen_stages not in (-1, 0, 1, 2, 3):
+            raise ValueError(f'frozen_stages must be -1 (none), 0 (stem) or '
+                             f'1..3 (stem and stages 1..k), got '
+                             f'{frozen_stages!r}')
         blocks = (depth - 2) // 6
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
         self.depth = depth
         self.out_indices = tuple(out_indices)
         self.stem = nn.Sequential(
@@ -85,6 +101,29 @@ class CifarResNet(BaseModule):
                 channels = out_channels
             self.stages.append(nn.Sequential(*layers))
         self.out_channels = channels
+        self._freeze_stages()
+
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.stem
+        yield from self.stages[:max(self.frozen_stages, 0)]
+
+    def _freeze_stages(self):
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        """Frozen stages (and every BatchNorm with ``norm_eval``) stay in
+        eval mode, so their running statistics never change."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, x):
         x = self.stem(x)
