@@ -1,7 +1,8 @@
 # The ProCo config with class-aware sampling (Shen et al., ECCV 2016) instead
 # of repeat-factor sampling: every iteration draws a category uniformly, then
 # an image containing it (MMDetection's ClassAwareSampler, multi-label aware).
-# The class prior of the losses stays the annotation file's instance counts.
+# The losses' class prior is the sampled stream's (ClassCountsHook's
+# prior='stream'): near-uniform here, so the sampler balances once, not twice.
 _base_ = './mask-rcnn_r50_fpn_proco_sample1e-3_ms-1x_lvis-v1.py'
 
 train_dataloader = dict(

@@ -1,7 +1,7 @@
 # Seesaw loss (Wang et al., CVPR 2021) for the RoI classifier, with the
 # normalised linear classifier of MMDetection's Seesaw configs, plus ProCo on
 # the foreground RoIs. Seesaw keeps its own running class counts; the ProCo
-# prior comes from the annotation file (mmlt.ClassCountsHook).
+# prior is the sampled stream's (mmlt.ClassCountsHook(prior='stream')).
 _base_ = './_base_/mask-rcnn_r50_fpn_class-counts_lvis-v1.py'
 
 model = dict(

@@ -1,7 +1,9 @@
 # Shared by the mmlt LVIS v1 configs: the training set carries its class
-# counts (instances per category of lvis_v1_train.json), which
-# mmlt.ClassCountsHook hands to every loss with set_class_counts (logit
-# adjustment, ProCo), and mmlt.VMFWindowHook starts a new vMF window every
+# counts (instances per category of lvis_v1_train.json); mmlt.ClassCountsHook
+# hands every loss with set_class_counts (logit adjustment, ProCo) the counts
+# of the stream the classifier is trained on (prior='stream': each image
+# weighted by its repeats under repeat-factor sampling, by its expected draws
+# under class-aware sampling), and mmlt.VMFWindowHook starts a new vMF window every
 # epoch (ProCo's estimator pools the previous and the current epoch).
 # No custom_imports: MMDetection resolves every `mmlt.X` type through
 # mmlt.registry, which imports mmlt.integrations.mmdet on first use.
@@ -14,7 +16,7 @@ train_dataloader = dict(
             class_counts_mode='instance')))
 
 custom_hooks = [
-    dict(type='mmlt.ClassCountsHook'),
+    dict(type='mmlt.ClassCountsHook', prior='stream'),
     dict(type='mmlt.VMFWindowHook'),
     dict(type='mmlt.ExactResumeHook'),
     dict(type='mmlt.CheckpointCheckHook'),

@@ -142,6 +142,22 @@ class ClassWeightedSampler(Sampler):
         counts = self.class_counts.double()
         return counts / counts.sum()
 
+    def expected_draws(self) -> torch.Tensor:
+        """Expected draws of each dataset index in the current epoch,
+        ``epoch_length * p_c / n_c`` for an index of class ``c`` (float64,
+        ``(len(dataset),)``): the stream behind
+        :func:`mmlt.datasets.stream_counts.stream_class_counts`."""
+        probabilities = self.class_probabilities()
+        counts = self.class_counts.double()
+        per_index = torch.where(counts > 0,
+                                probabilities / counts.clamp(min=1), 0.)
+        classes = torch.repeat_interleave(
+            torch.arange(self.num_classes), self.class_counts)
+        draws = torch.zeros(self._indices_by_class.numel(),
+                            dtype=torch.float64)
+        draws[self._indices_by_class] = per_index[classes]
+        return self.epoch_length * draws
+
     def draw_epoch(self) -> torch.Tensor:
         """The full, rank-independent sequence of drawn indices for the
         current epoch, grouped for sharding.

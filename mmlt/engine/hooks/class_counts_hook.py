@@ -6,7 +6,8 @@ from mmengine.hooks import Hook
 
 from mmlt.datasets import lt_base
 from mmlt.registry import HOOKS
-from mmlt.utils.validation import check_number
+from mmlt.datasets.stream_counts import stream_class_counts
+from mmlt.utils.validation import check_choice, check_number
 
 
 @HOOKS.register_module()
@@ -28,18 +29,47 @@ class ClassCountsHook(Hook):
             samples (an LVIS subset, an open-vocabulary split) gets a finite
             prior instead of ``log 0``; metrics keep the true counts for
             their many/medium/few groups. Defaults to 0.
+        prior (str): Counts behind the model's priors. ``'file'``: the
+            training set's own counts (the annotation file). ``'stream'``:
+            the expected counts of one epoch of the training sampler over
+            the (wrapped) dataset, i.e. what the classifier is trained on:
+            repeat-factor sampling weights each image by its repeats,
+            class-aware sampling by its expected draws
+            (:func:`mmlt.datasets.stream_counts.stream_class_counts`).
+            Metrics always keep the file counts. Defaults to ``'file'``.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self,
                  class_counts: Optional[Sequence[int]] = None,
-                 pseudo_count: float = 0):
+                 pseudo_count: float = 0,
+                 prior: str = 'file'):
         self.class_counts = (None if class_counts is None else np.asarray(
             class_counts, dtype=np.int64))
         self.pseudo_count = check_number('pseudo_count', pseudo_count,
                                          minimum=0)
+        self.prior = check_choice('prior', prior, ('file', 'stream'))
+        if self.prior == 'stream' and self.class_counts is not None:
+            raise ValueError("prior='stream' computes the counts from the "
+                             'training sampler; drop class_counts or use '
+                             "prior='file'")
         self._counts = None
+
+    def _prior_counts(self, runner) -> np.ndarray:
+        """Counts for the model's priors (``prior`` plus the pseudo-count)."""
+        if self.prior == 'stream':
+            loader = runner.train_dataloader
+            counts = stream_class_counts(
+                loader.dataset, loader.sampler,
+                num_classes=len(self._get_counts(runner)))
+            runner.logger.info(
+                'ClassCountsHook: priors from the sampled stream (%.0f '
+                'labels per epoch; the file has %d)', counts.sum(),
+                self._get_counts(runner).sum())
+        else:
+            counts = self._get_counts(runner)
+        return counts + self.pseudo_count if self.pseudo_count else counts
 
     def _get_counts(self, runner):
         if self.class_counts is not None:
@@ -79,8 +109,7 @@ class ClassCountsHook(Hook):
 
     def before_train(self, runner) -> None:
         counts = self._get_counts(runner)
-        prior_counts = counts + self.pseudo_count if self.pseudo_count \
-            else counts
+        prior_counts = self._prior_counts(runner)
         for module in self._targets(runner):
             module.set_class_counts(prior_counts)
         val_loop = getattr(runner, '_val_loop', None)

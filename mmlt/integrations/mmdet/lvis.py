@@ -79,6 +79,19 @@ class LVISV1WithClassCounts(LVISV1Dataset):
             self.cat_img_map, self.cat_ids, self.class_counts_mode)
         return data_list
 
+    def sample_labels(self, idx: int) -> np.ndarray:
+        """Labels of image ``idx`` as counted by ``class_counts_mode``: one
+        per non-ignored instance (``'instance'``) or each category once
+        (``'image'``). The per-image counts behind
+        ``ClassCountsHook(prior='stream')``."""
+        labels = np.array([
+            inst['bbox_label']
+            for inst in self.get_data_info(idx)['instances']
+            if not inst.get('ignore_flag', 0)
+        ], dtype=np.int64)
+        return labels if self.class_counts_mode == 'instance' else \
+            np.unique(labels)
+
     @property
     def class_counts(self) -> np.ndarray:
         """int64 counts per class, in label order."""

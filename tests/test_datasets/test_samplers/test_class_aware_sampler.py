@@ -311,3 +311,31 @@ def test_rank_sharding_on_two_gloo_processes(port):
         assert len(results[r]['mine']) == 51
         expected = groups[r::2].reshape(-1)[:51]
         assert torch.equal(results[r]['mine'], expected)
+
+
+@pytest.mark.parametrize('sampler_type', [ClassAwareSampler, SquareRootSampler])
+def test_expected_draws_and_stream_counts(sampler_type):
+    """expected_draws is N p_c / n_c per image of class c (by hand for the
+    class-aware case: 5 classes with images, so 1/5 of 400 draws per class),
+    matches the frequencies the sampler really draws, and gives the stream's
+    class counts."""
+    from mmlt.datasets.stream_counts import stream_class_counts
+    ds = _dataset()
+    sampler = sampler_type(ds, seed=0, epoch_length=400)
+    draws = sampler.expected_draws().numpy()
+    labels = _labels_of(ds, range(len(ds)))
+    assert draws.sum() == pytest.approx(400)
+    stream = stream_class_counts(ds, sampler)
+    if sampler_type is ClassAwareSampler:
+        np.testing.assert_allclose(draws, (400 / 5) / np.array(COUNTS)[labels])
+        np.testing.assert_allclose(stream, [80, 80, 80, 80, 0, 80])
+    else:  # p_c proportional to sqrt(n_c)
+        root = np.sqrt(COUNTS)
+        np.testing.assert_allclose(stream, 400 * root / root.sum())
+    # Monte Carlo over 50 epochs of 400 draws
+    observed = np.zeros(len(ds))
+    for epoch in range(50):
+        sampler.set_epoch(epoch)
+        np.add.at(observed, list(sampler), 1)
+    per_class = np.bincount(labels, weights=observed / 50, minlength=6)
+    np.testing.assert_allclose(per_class, stream, rtol=0.1, atol=1)

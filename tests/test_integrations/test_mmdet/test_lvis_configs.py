@@ -60,6 +60,9 @@ def test_config_roi_head_builds(path):
             assert cfg.model.roi_head.contrast_iou_thr == 0.7
         hooks = [hook['type'] for hook in cfg.custom_hooks]
         assert hooks[:2] == ['mmlt.ClassCountsHook', 'mmlt.VMFWindowHook']
+        if '/toy/' not in path:
+            # priors of the sampled stream (RFS repeats, class-aware draws)
+            assert cfg.custom_hooks[0].prior == 'stream'
     if classifier.startswith('mmlt.') or contrast is not None:
         # the prior comes from the training set's annotation file
         dataset = cfg.train_dataloader.dataset

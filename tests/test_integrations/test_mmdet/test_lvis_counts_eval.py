@@ -180,3 +180,88 @@ def test_lvis_modules_see_numpy_aliases():
     if NumpyVersion(np.__version__) >= '1.24.0':
         # only the lvis modules see the alias, numpy itself is untouched
         assert not hasattr(np, 'float')
+
+
+# ---------------------------------------------- priors of the sampled stream
+def tiny_dataset(tmp_path, mode):
+    return LVISV1WithClassCounts(
+        ann_file=write_json(tmp_path, tiny_lvis()),
+        data_prefix=dict(img=''),
+        class_counts_mode=mode,
+        metainfo=dict(classes=('frequent_thing', 'rare_thing',
+                               'common_thing')),
+        pipeline=[])
+
+
+@pytest.mark.parametrize('mode, expected', [('instance', [2, 2, 6]),
+                                            ('image', [2, 2, 5])])
+def test_stream_counts_under_repeat_factor_sampling(tmp_path, mode,
+                                                    expected):
+    """By hand, labels (file order) 0 = cat 3, 1 = cat 1, 2 = cat 2; images
+    I1: [0, 2], I2: [2, 1], I3: [2, 2]. Image fractions f = 1/3, 1/3, 1; with
+    t = 0.75, r(c) = max(1, sqrt(t / f)) = 1.5, 1.5, 1, so I1 and I2 repeat
+    ceil(1.5) = 2 times and I3 once: instances 0: 2, 1: 2, 2: 2 + 2 + 2*1 =
+    6 (images: 2 + 2 + 1 = 5 for label 2)."""
+    from mmengine.dataset import ClassBalancedDataset
+    from mmlt.datasets.stream_counts import stream_class_counts
+    dataset = tiny_dataset(tmp_path, mode)
+    wrapped = ClassBalancedDataset(dataset, oversample_thr=0.75)
+    assert len(wrapped) == 5
+    assert stream_class_counts(wrapped).tolist() == expected
+    # without a re-sampling scheme the stream is the file
+    assert stream_class_counts(dataset).tolist() == \
+        dataset.class_counts.tolist()
+
+
+def test_stream_counts_under_mmdet_class_aware_sampling(tmp_path):
+    """cat_dict: label 0 -> [I1], 1 -> [I2], 2 -> [I1, I2, I3]; C' = 3,
+    N = 3 draws: w(I1) = w(I2) = 3/3 * (1 + 1/3) = 4/3, w(I3) = 1/3, so
+    instance counts 0: 4/3, 1: 4/3, 2: 4/3 + 4/3 + 2 * 1/3 = 10/3."""
+    from mmdet.datasets.samplers import ClassAwareSampler
+    from mmlt.datasets.stream_counts import (expected_draws,
+                                             stream_class_counts)
+    dataset = tiny_dataset(tmp_path, 'instance')
+    sampler = ClassAwareSampler(dataset, seed=0)
+    np.testing.assert_allclose(expected_draws(dataset, sampler),
+                               [4 / 3, 4 / 3, 1 / 3])
+    np.testing.assert_allclose(
+        stream_class_counts(dataset, sampler), [4 / 3, 4 / 3, 10 / 3])
+    # ... and what the sampler really draws, over many epochs
+    draws = np.zeros(3)
+    epochs = 600
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        np.add.at(draws, list(sampler), 1)
+    np.testing.assert_allclose(draws / epochs, [4 / 3, 4 / 3, 1 / 3],
+                               atol=0.05)
+
+
+def test_class_counts_hook_stream_prior(tmp_path):
+    """ClassCountsHook(prior='stream') gives the losses the stream's counts
+    and the metrics the file's."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine.dataset import ClassBalancedDataset
+
+    from mmlt.engine.hooks import ClassCountsHook
+
+    class Target(torch.nn.Module):
+        def set_class_counts(self, counts):
+            self.counts = np.asarray(counts).tolist()
+
+    dataset = ClassBalancedDataset(tiny_dataset(tmp_path, 'instance'),
+                                   oversample_thr=0.75)
+    loader = SimpleNamespace(dataset=dataset, sampler=None)
+    model = torch.nn.Sequential(Target())
+    metric = Target()
+    runner = SimpleNamespace(
+        model=model, _train_loop=None, _train_dataloader=loader,
+        train_dataloader=loader, logger=SimpleNamespace(info=print),
+        _val_loop=SimpleNamespace(evaluator=SimpleNamespace(
+            metrics=[metric])))
+    ClassCountsHook(prior='stream', pseudo_count=1).before_train(runner)
+    assert model[0].counts == [3, 3, 7]  # [2, 2, 6] + 1
+    assert metric.counts == [1, 1, 4]  # the file's
+    with pytest.raises(ValueError, match='prior'):
+        ClassCountsHook(prior='sampled')

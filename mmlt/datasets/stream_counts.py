@@ -1,0 +1,115 @@
+"""Class counts of the stream a sampler draws: the prior the model really sees.
+
+Logit adjustment and ProCo need the class prior of the data the classifier is
+trained on. With a re-sampling scheme that is not the annotation file's
+prior: repeat-factor sampling (Gupta et al., LVIS, CVPR 2019) repeats an
+image ``ceil(r(I))`` times per epoch, ``r(I) = max_c max(1, sqrt(t / f_c))``,
+and class-aware sampling (Shen et al., ECCV 2016) draws a class uniformly,
+then an image of it. The stream's expected counts per epoch are
+
+    n~_k = sum_i w_i * n_k(i),
+
+with ``w_i`` the expected number of draws of sample ``i`` per epoch and
+``n_k(i)`` its number of class-``k`` labels (instances, or 1 per image in
+image mode):
+
+* ``ClassBalancedDataset`` (RFS): ``w_i`` = how often ``i`` appears in its
+  ``repeat_indices``;
+* a sampler with per-class image lists ``cat_dict`` (MMDetection's
+  ``ClassAwareSampler``): ``w_i = N / C' * sum_{c : i in cat_dict[c]}
+  1 / |cat_dict[c]|`` (``C'`` classes with an image, ``N`` draws per epoch);
+* a sampler with an ``expected_draws()`` method (mmlt's class-weighted
+  samplers: ``w_i = N * p_c / n_c`` for ``i`` of class ``c``);
+* any other sampler (``DefaultSampler``, ``InfiniteSampler``): ``w_i = 1``.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+
+
+def _leaf_weights(dataset, weights: np.ndarray, out: Dict[int, tuple]):
+    """Push per-index weights of ``dataset`` down to its leaf datasets.
+
+    ``out`` maps ``id(leaf)`` to ``(leaf, weights of the leaf's indices)``.
+    """
+    if hasattr(dataset, 'repeat_indices'):  # ClassBalancedDataset
+        inner = dataset.dataset
+        pushed = np.bincount(
+            np.asarray(dataset.repeat_indices, dtype=np.int64),
+            weights=weights, minlength=len(inner))
+        return _leaf_weights(inner, pushed, out)
+    if hasattr(dataset, 'times') and hasattr(dataset, 'dataset'):
+        inner = dataset.dataset  # RepeatDataset: index i is i mod len
+        pushed = np.bincount(
+            np.arange(len(weights)) % len(inner), weights=weights,
+            minlength=len(inner))
+        return _leaf_weights(inner, pushed, out)
+    if hasattr(dataset, 'datasets'):  # ConcatDataset
+        starts = [0] + list(getattr(dataset, 'cumulative_sizes', []))
+        if len(starts) != len(dataset.datasets) + 1:
+            starts = list(np.cumsum([0] + [len(d) for d in dataset.datasets]))
+        for child, begin, end in zip(dataset.datasets, starts, starts[1:]):
+            _leaf_weights(child, weights[begin:end], out)
+        return out
+    key = id(dataset)
+    if key in out:
+        out[key] = (dataset, out[key][1] + weights)
+    else:
+        out[key] = (dataset, weights)
+    return out
+
+
+def expected_draws(dataset, sampler=None) -> np.ndarray:
+    """Expected draws of each index of ``dataset`` in one epoch of
+    ``sampler`` (float64, ``(len(dataset),)``); see the module docstring."""
+    size = len(dataset)
+    cat_dict = getattr(sampler, 'cat_dict', None)
+    if cat_dict is not None:  # MMDetection's ClassAwareSampler
+        lists = [np.asarray(v, dtype=np.int64) for v in cat_dict.values()
+                 if len(v)]
+        weights = np.zeros(size)
+        for images in lists:
+            np.add.at(weights, images, 1.0 / len(images))
+        return weights * size / len(lists)
+    if callable(getattr(sampler, 'expected_draws', None)):
+        return np.asarray(sampler.expected_draws(), dtype=np.float64)
+    return np.ones(size)
+
+
+def sample_labels(leaf, idx: int) -> np.ndarray:
+    """Labels of sample ``idx``: ``leaf.sample_labels(idx)`` when the dataset
+    defines it (one entry per instance, e.g. LVIS), else ``get_cat_ids``."""
+    if callable(getattr(leaf, 'sample_labels', None)):
+        return np.asarray(leaf.sample_labels(idx), dtype=np.int64)
+    return np.asarray(leaf.get_cat_ids(idx), dtype=np.int64)
+
+
+def stream_class_counts(dataset,
+                        sampler=None,
+                        num_classes: Optional[int] = None) -> np.ndarray:
+    """Expected class counts of one epoch of ``sampler`` over ``dataset``.
+
+    Args:
+        dataset: The training dataset (wrappers included) the sampler indexes.
+        sampler (optional): The training sampler; None or an unknown one
+            draws every index once.
+        num_classes (int, optional): Length of the result; by default the
+            number of classes in the leaf datasets' metainfo.
+
+    Returns:
+        np.ndarray: float64 counts, one per class.
+    """
+    leaves = _leaf_weights(dataset, expected_draws(dataset, sampler), {})
+    if num_classes is None:
+        num_classes = max(
+            len((getattr(leaf, 'metainfo', None) or {}).get('classes', ())
+                or ()) for leaf, _ in leaves.values())
+    counts = np.zeros(num_classes)
+    for leaf, weights in leaves.values():
+        for idx in np.flatnonzero(weights):
+            labels = sample_labels(leaf, int(idx))
+            if labels.size and labels.max() >= counts.size:
+                counts = np.pad(counts, (0, labels.max() + 1 - counts.size))
+            np.add.at(counts, labels, weights[idx])
+    return counts
+
