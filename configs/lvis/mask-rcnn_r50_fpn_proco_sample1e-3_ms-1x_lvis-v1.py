@@ -18,5 +18,12 @@ model = dict(
             proj_dims=(1024, 128),
             loss_cls=dict(
                 _delete_=True, type='mmlt.DetLogitAdjustLoss', tau=1.0),
-            contrast_loss=dict(type='mmlt.ProCoLoss', temperature=0.1,
-                               loss_weight=0.5))))
+            contrast_loss=dict(
+                type='mmlt.ProCoLoss',
+                temperature=0.1,
+                loss_weight=0.5,
+                # rare classes: score against statistics without the current
+                # batch, and shrink kappa towards the global concentration
+                # with a pseudo-count of 100 RoIs (docs/detection.md)
+                score_before_update=True,
+                estimator=dict(kappa_shrinkage=100)))))

@@ -124,18 +124,32 @@ def test_iteration_windows(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('by_epoch', [True, False])
-def test_resume_restores_estimator_exactly(tmp_path, by_epoch):
-    full = make_runner(tmp_path / 'full', by_epoch, window_iters=5)
+def test_iteration_windows_in_an_epoch_based_loop(tmp_path):
+    runner = make_runner(tmp_path, by_epoch=True, window_iters=5)
+    runner.train()
+    est = runner.model.loss.estimator
+    # 3 epochs of 3 iterations: windows start at iters 0 and 5 (not at the
+    # epoch starts 0, 3, 6): the current one holds iters 5-8
+    assert est.current_counts.sum().item() == 4 * 4
+    assert est.previous_counts.sum().item() == 5 * 4
+    assert int(est.window_epoch) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('by_epoch, window_iters', [(True, None),
+                                                    (True, 5), (False, 5)])
+def test_resume_restores_estimator_exactly(tmp_path, by_epoch,
+                                           window_iters):
+    full = make_runner(tmp_path / 'full', by_epoch, window_iters=window_iters)
     full.train()
     expected = estimator_state(full)
     crash_at = 6 if by_epoch else 8  # after epoch 2 / iteration 8
-    part = make_runner(tmp_path / 'part', by_epoch, window_iters=5,
+    part = make_runner(tmp_path / 'part', by_epoch, window_iters=window_iters,
                        crash_at=crash_at)
     with pytest.raises(RuntimeError, match='simulated crash'):
         part.train()
-    resumed = make_runner(tmp_path / 'part', by_epoch, window_iters=5,
-                          resume=True)
+    resumed = make_runner(tmp_path / 'part', by_epoch,
+                          window_iters=window_iters, resume=True)
     resumed.train()
     got = estimator_state(resumed)
     for key, value in expected.items():

@@ -38,6 +38,7 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 sys.path.insert(0, REPO)
 
 import mmlt  # noqa: E402,F401
+import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmlt.utils.launch import build_runner, load_config  # noqa: E402
@@ -87,6 +88,11 @@ def parse_args(argv=None):
                         default={}, help='overrides for stage 1 only')
     parser.add_argument('--probe-options', nargs='+', action=DictAction,
                         default={}, help='overrides for stage 2 only')
+    parser.add_argument(
+        '--threads', type=int, default=1,
+        help='torch intra-op threads (default 1: these small CPU models '
+        'gain little from more, and lose badly when other jobs share the '
+        'cores)')
     parser.add_argument('--verbose', action='store_true',
                         help="keep MMEngine's INFO logs on the console")
     args = parser.parse_args(argv)
@@ -276,6 +282,7 @@ def plot(rows, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     work_dir = args.work_dir or osp.join(
         REPO, 'work_dirs', f'batch_size_study_{args.dataset}')
     os.makedirs(work_dir, exist_ok=True)

@@ -3,8 +3,11 @@
 # hands every loss with set_class_counts (logit adjustment, ProCo) the counts
 # of the stream the classifier is trained on (prior='stream': each image
 # weighted by its repeats under repeat-factor sampling, by its expected draws
-# under class-aware sampling), and mmlt.VMFWindowHook starts a new vMF window every
-# epoch (ProCo's estimator pools the previous and the current epoch).
+# under class-aware sampling), and mmlt.VMFWindowHook starts a new vMF window
+# every 2000 iterations (ProCo's estimator pools the previous and the current
+# window: 2000-4000 iterations of 16 images, a quarter to a half of one
+# repeat-factor-sampled epoch; an epoch window would keep a random-init
+# head's features for a sixth of the 1x schedule; docs/detection.md).
 # No custom_imports: MMDetection resolves every `mmlt.X` type through
 # mmlt.registry, which imports mmlt.integrations.mmdet on first use.
 _base_ = './mask-rcnn_r50_fpn_ap-fixed_lvis-v1.py'
@@ -17,7 +20,7 @@ train_dataloader = dict(
 
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook', prior='stream'),
-    dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.VMFWindowHook', window_iters=2000),
     dict(type='mmlt.ExactResumeHook'),
     dict(type='mmlt.CheckpointCheckHook'),
 ]

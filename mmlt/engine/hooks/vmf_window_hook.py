@@ -29,9 +29,16 @@ class VMFWindowHook(Hook):
     counts are buffers in the checkpoint, so the resumed run starts the same
     window from the same statistics as an uninterrupted run.
 
+    With ``window_iters`` set, windows are ``window_iters`` iterations long
+    in epoch-based loops too (and no longer follow epochs): LVIS epochs are
+    long (about 9k iterations of 16 images under repeat-factor sampling), so
+    an epoch window keeps a random-init head's features in the estimate for
+    a sixth of a 1x schedule (docs/detection.md has the arithmetic).
+
     Args:
-        window_iters (int, optional): iterations per window for
-            iteration-based training. Ignored for epoch-based loops.
+        window_iters (int, optional): Iterations per window. Defaults to
+            None: one epoch (epoch-based loops) or one pass over the data
+            per rank (iteration-based loops).
     """
 
     priority = 'NORMAL'
@@ -59,7 +66,7 @@ class VMFWindowHook(Hook):
         return isinstance(runner.train_loop, IterBasedTrainLoop)
 
     def before_train_epoch(self, runner) -> None:
-        if not self._iter_based(runner):
+        if self.window_iters is None and not self._iter_based(runner):
             self._start_window(runner, runner.epoch)
 
     @staticmethod
@@ -78,7 +85,7 @@ class VMFWindowHook(Hook):
                           runner,
                           batch_idx: int,
                           data_batch=None) -> None:
-        if self._iter_based(runner):
+        if self.window_iters is not None or self._iter_based(runner):
             window = self.window_iters or self.iterations_per_pass(
                 runner.train_dataloader)
             if runner.iter % window == 0:

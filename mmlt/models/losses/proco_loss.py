@@ -41,7 +41,8 @@ class ProCoLoss(nn.Module):
     Order within a step, as in the authors' code: each view first updates
     the estimator with its detached features and is then scored against the
     updated parameters, so view ``v`` sees views ``0..v`` of the batch (a
-    fresh estimator's first batch is scored against its own statistics).
+    fresh estimator's first batch is scored against its own statistics);
+    ``score_before_update=True`` scores first (views ``0..v-1``).
     The result is the mean over views times ``loss_weight``. The gradient
     reaches the features only; ``mu`` and ``kappa`` are statistics.
 
@@ -74,6 +75,11 @@ class ProCoLoss(nn.Module):
         update_estimator (bool): Update the estimator in ``forward`` (only in
             training mode). Set False to score features against frozen
             statistics, e.g. for evaluation. Defaults to True.
+        score_before_update (bool): Score each view against the statistics
+            before its own update (leave-batch-out), so a feature is never
+            contrasted with a mean that contains itself; matters for classes
+            with few samples per window (LVIS rare classes). False (default)
+            is the authors' order.
 
     Shape:
         - features: ``(V, B, p)`` view-major unit vectors (V views), or
@@ -98,7 +104,8 @@ class ProCoLoss(nn.Module):
                  loss_weight: float = 1.0,
                  estimator: Optional[Union[dict, VMFEstimator]] = None,
                  reduction: str = 'mean',
-                 update_estimator: bool = True) -> None:
+                 update_estimator: bool = True,
+                 score_before_update: bool = False) -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
         self.num_classes = check_int('num_classes', num_classes)
@@ -107,6 +114,7 @@ class ProCoLoss(nn.Module):
             'temperature', temperature, strictly_above=0)
         self.loss_weight = loss_weight
         self.update_estimator = update_estimator
+        self.score_before_update = bool(score_before_update)
 
         if estimator is None:
             estimator = dict(type='mmlt.VMFEstimator')
@@ -197,8 +205,9 @@ class ProCoLoss(nn.Module):
         view_losses = []
         # As in the authors' code, each view first updates the statistics and
         # is then scored against them: view v sees views 0..v of the batch.
+        update = self.update_estimator and self.training
         for view, view_features in enumerate(features):
-            if self.update_estimator and self.training:
+            if update and not self.score_before_update:
                 self.estimator.update(view_features.detach(), labels)
             # One kept copy of mu per view, refreshed in place for the
             # updated classes only (float32; float64 inputs get a new one).
@@ -207,6 +216,8 @@ class ProCoLoss(nn.Module):
             logits = expected_contrast_logits(
                 view_features.to(compute_dtype), mean_direction, kappa,
                 self.temperature)
+            if update and self.score_before_update:
+                self.estimator.update(view_features.detach(), labels)
             view_losses.append(
                 F.cross_entropy(
                     logits + self.log_prior.to(logits.dtype),

@@ -98,6 +98,16 @@ class VMFEstimator(nn.Module):
             ``DEFAULT_MAX_KAPPA`` of :mod:`mmlt.models.utils.vmf` (1e6).
         sync (str): ``'auto'``, ``'gather'`` or ``'all_reduce'``: how the
             statistics are shared between ranks. Defaults to ``'auto'``.
+        kappa_shrinkage (float): ``n_0 >= 0``, the pseudo-count of an
+            empirical-Bayes shrinkage of each class's mean resultant length
+            towards the global one before ``kappa`` is estimated:
+            ``R~_c = (m_c R_c + n_0 R_0) / (m_c + n_0)`` with
+            ``R_0 = sum_c ||s_c|| / sum_c m_c``. A class seen only in a few
+            correlated samples (an LVIS rare class: crops of 1-10 objects) has
+            ``R_c`` near 1 and, unshrunk, ``kappa`` at ``max_kappa``: a point
+            mass. Classes without samples stay uniform. With ``n_0 > 0``
+            every read rebuilds all classes (``O(C p)``: ``R_0`` moves with
+            every update). 0 (default) is the paper's estimate.
 
     Shape:
         - features: ``(B, p)`` unit vectors; labels: ``(B,)`` integers in
@@ -113,7 +123,8 @@ class VMFEstimator(nn.Module):
                  ema_momentum: float = 0.01,
                  kappa_method: str = 'banerjee',
                  max_kappa: float = DEFAULT_MAX_KAPPA,
-                 sync: str = 'auto') -> None:
+                 sync: str = 'auto',
+                 kappa_shrinkage: float = 0.0) -> None:
         super().__init__()
         self.num_classes = check_int('num_classes', num_classes)
         self.feat_dim = check_int('feat_dim', feat_dim, minimum=2)
@@ -125,6 +136,8 @@ class VMFEstimator(nn.Module):
         self.max_kappa = check_number(
             'max_kappa', max_kappa, strictly_above=0)
         self.sync = check_choice('sync', sync, _SYNC_MODES)
+        self.kappa_shrinkage = float(
+            check_number('kappa_shrinkage', kappa_shrinkage, minimum=0))
 
         def zeros(*shape):
             return torch.zeros(*shape, dtype=torch.float64)
@@ -149,7 +162,8 @@ class VMFEstimator(nn.Module):
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, feat_dim={self.feat_dim}, '
                 f'window={self.window!r}, kappa_method={self.kappa_method!r}, '
-                f'max_kappa={self.max_kappa:g}, sync={self.sync!r}')
+                f'max_kappa={self.max_kappa:g}, sync={self.sync!r}, '
+                f'kappa_shrinkage={self.kappa_shrinkage:g}')
 
     def _statistic_buffers(self):
         if self.window == 'epoch':
@@ -220,6 +234,13 @@ class VMFEstimator(nn.Module):
         mean_direction = sums / norms.clamp(min=tiny)[:, None]
         # Unit features give R <= 1; rounding can exceed it by ~1e-16.
         resultant = (norms / counts.clamp(min=tiny)).clamp_(max=1.0)
+        if self.kappa_shrinkage:  # all classes here (see _mark_updated)
+            n0 = self.kappa_shrinkage
+            global_resultant = norms.sum() / counts.sum().clamp(min=tiny)
+            shrunk = (counts * resultant + n0 * global_resultant) / (counts +
+                                                                     n0)
+            resultant = torch.where(counts > 0, shrunk.clamp(max=1.0),
+                                    resultant)
         kappa = estimate_kappa(
             resultant,
             self.feat_dim,
@@ -282,7 +303,8 @@ class VMFEstimator(nn.Module):
         """Note the classes whose parameters changed (None: all of them)."""
         if self._slots is None:
             return
-        if labels is None:
+        if labels is None or self.kappa_shrinkage:
+            # shrinkage: R_0 changes every class's estimate
             self._slots = None
             return
         for entry in self._slots:

@@ -63,6 +63,12 @@ def test_config_roi_head_builds(path):
         if '/toy/' not in path:
             # priors of the sampled stream (RFS repeats, class-aware draws)
             assert cfg.custom_hooks[0].prior == 'stream'
+            # windows of 2000 iterations, not of a ~9k-iteration LVIS epoch
+            assert cfg.custom_hooks[1].window_iters == 2000
+            if contrast == 'mmlt.ProCoLoss':
+                proco = bbox_head.contrast_loss
+                assert proco.score_before_update
+                assert proco.estimator.kappa_shrinkage == 100
     if classifier.startswith('mmlt.') or contrast is not None:
         # the prior comes from the training set's annotation file
         dataset = cfg.train_dataloader.dataset

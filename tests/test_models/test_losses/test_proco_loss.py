@@ -264,3 +264,31 @@ def test_a_graph_kept_across_steps_fails_loudly_not_silently():
     loss_module(features.float(), labels)  # refreshes view 0's mu in place
     with pytest.raises(RuntimeError, match='inplace operation'):
         first.backward()
+
+
+def test_score_before_update_is_leave_batch_out():
+    """With score_before_update each view is scored against the statistics
+    of the earlier batches and views only (here: batch 1, then view 0 of
+    batch 2 for view 1), by the naive loop."""
+    first, first_labels = class_batch(12, 7)
+    features, labels = class_batch(9, 8, views=2)
+    loss_module = make_loss(score_before_update=True)
+    loss_module(first, first_labels)
+    loss = loss_module(features.transpose(0, 1), labels)
+    view_losses = []
+    for view in range(2):
+        seen = torch.cat([first] + [features[:, v] for v in range(view)])
+        seen_labels = torch.cat([first_labels] + [labels] * view)
+        mu, kappa = naive_vmf(seen, seen_labels)
+        view_losses.append(
+            naive_view_losses(features[:, view], labels, mu, kappa).mean())
+    torch.testing.assert_close(loss, sum(view_losses) / 2, rtol=1e-6, atol=0)
+    # ... and the estimator still ends with every view of both batches
+    torch.testing.assert_close(
+        loss_module.estimator.pooled_statistics()[1],
+        (torch.bincount(first_labels, minlength=5) +
+         2 * torch.bincount(labels, minlength=5)).double())
+    # the authors' order differs: view 0 sees itself
+    authors = make_loss()
+    authors(first, first_labels)
+    assert not torch.allclose(authors(features.transpose(0, 1), labels), loss)

@@ -340,3 +340,35 @@ def test_row_refreshed_parameters_equal_a_full_recomputation(window):
         if len(held) > 1:
             mu_other, copy_other = held[-2][0], held[-2][1]
             assert torch.equal(mu_other, copy_other)
+
+
+def test_kappa_shrinkage_of_a_class_of_one_repeated_feature():
+    """Class 0: four copies of e1 (R = 1, kappa at the clamp unshrunk);
+    class 1: e1 and e2 (R = sqrt(2)/2); class 2 empty. By hand, with n0 = 2:
+    R_0 = (4 + sqrt(2)) / 6, R~_0 = (4 + 2 R_0) / 6,
+    R~_1 = (sqrt(2) + 2 R_0) / 4, class 2 stays uniform (kappa 0)."""
+    p = 5
+    e1, e2 = torch.eye(p, dtype=torch.float64)[:2]
+    features = torch.stack([e1, e1, e1, e1, e1, e2])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    plain = VMFEstimator(3, p)
+    plain.update(features, labels)
+    assert plain.concentration()[0] == plain.max_kappa
+    shrunk = VMFEstimator(3, p, kappa_shrinkage=2)
+    shrunk.update(features, labels)
+    r0 = (4 + 2**0.5) / 6
+    expected_r = torch.tensor([(4 + 2 * r0) / 6, (2**0.5 + 2 * r0) / 4, 0.],
+                              dtype=torch.float64)
+    torch.testing.assert_close(shrunk.resultant_length(), expected_r)
+    banerjee = expected_r * (p - expected_r**2) / (1 - expected_r**2)
+    torch.testing.assert_close(shrunk.concentration(), banerjee)
+    assert shrunk.concentration()[0] < 100  # finite, far below the clamp
+    # directions are untouched; ProCo's kept float32 copies agree
+    torch.testing.assert_close(shrunk.mean_direction(),
+                               plain.mean_direction())
+    mu, kappa = shrunk.vmf_parameters(torch.float32, slot=0)
+    shrunk.update(e2[None], torch.tensor([0]))  # moves R_0 for every class
+    mu, kappa = shrunk.vmf_parameters(torch.float32, slot=0)
+    torch.testing.assert_close(kappa, shrunk.concentration())
+    with pytest.raises(ValueError, match='kappa_shrinkage'):
+        VMFEstimator(3, p, kappa_shrinkage=-1)
