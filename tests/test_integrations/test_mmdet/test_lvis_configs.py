@@ -21,6 +21,7 @@ EXPECTED = {
     '_bcl_': ('mmlt.BCLLoss', 'mmlt.DetLogitAdjustLoss'),
     '_supcon_': ('mmlt.SupConLoss', 'CrossEntropyLoss'),
     '_seesaw-proco_': ('mmlt.ProCoLoss', 'SeesawLoss'),
+    '_seesaw_': (None, 'SeesawLoss'),
     '_la_': (None, 'mmlt.DetLogitAdjustLoss'),
 }
 
@@ -36,7 +37,8 @@ def expected_for(path):
 def test_all_variants_exist():
     names = {osp.basename(path) for path in LVIS_CONFIGS}
     for fragment in ('_proco_', '_bcl_', '_supcon_', '_seesaw-proco_',
-                     '_la_', 'class-aware'):
+                     '_seesaw_', '_la_', 'class-aware',
+                     '_seesaw_sample1e-3_ms-2x', '_seesaw-proco_sample1e-3_ms-2x'):
         assert any(fragment in name for name in names), fragment
     assert 'mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py' in names
 
@@ -97,7 +99,11 @@ def test_config_roi_head_builds(path):
     assert cfg.val_evaluator.max_dets_per_img == (50 if '/toy/' in path else
                                                   300)
     if '/toy/' not in path:  # one LVIS val pass, after the last epoch
-        assert cfg.train_cfg.val_interval == cfg.train_cfg.max_epochs == 12
+        epochs = 24 if '-2x_' in path else 12
+        assert cfg.train_cfg.val_interval == cfg.train_cfg.max_epochs == \
+            epochs
+        milestones = cfg.param_scheduler[-1].milestones
+        assert milestones == ([16, 22] if epochs == 24 else [8, 11])
 
     roi_head_cfg = cfg.model.roi_head.copy()
     roi_head_cfg.update(
