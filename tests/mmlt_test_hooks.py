@@ -71,3 +71,19 @@ class PoisonFeatures(Hook):
             self.handle.remove()
             self.handle = None
             self.after = self.estimator_state(runner)
+
+
+@HOOKS.register_module()
+class BadLabelOnRank(Hook):
+    """Give one rank's batch an out-of-range label at one iteration: that
+    rank fails inside the step while the other waits in a collective."""
+    priority = 'LOWEST'
+
+    def __init__(self, rank, at_iter, label=999):
+        self.rank = rank
+        self.at_iter = at_iter
+        self.label = label
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if get_rank() == self.rank and runner.iter == self.at_iter:
+            data_batch['data_samples'][0].set_gt_label(self.label)
