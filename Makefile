@@ -3,7 +3,7 @@
 # building mmcv once, which is then cached in ~/.cache/mmlt).
 PY := .venv/bin/python
 
-.PHONY: env demo test test-fast bench
+.PHONY: env demo test test-fast bench check-gpu
 
 env:
 	bash tools/setup_env.sh
@@ -23,3 +23,9 @@ test-fast: env
 
 bench: env
 	$(PY) benchmarks/bench_proco_loss.py
+
+# First run on a GPU machine: mmcv's CUDA ops against their CPU results, then a
+# few iterations of a classification and a detection config with and without
+# --amp (on a CPU-only machine: the CPU half, and says the GPU half was skipped).
+check-gpu: env
+	$(PY) tools/check_gpu.py
