@@ -14,13 +14,9 @@ from test_train_resume import REPO, write_tiny_config
 pytest.importorskip('mmpretrain')
 
 
-def test_dist_train_two_processes(tmp_path, port):
-    cfg = write_tiny_config(
-        tmp_path,
-        extra="custom_hooks = [dict(type='mmlt.ClassCountsHook'), "
-        "dict(type='mmlt.VMFWindowHook'), dict(type='DumpRankState')]\n"
-        "train_cfg = dict(max_epochs=2, val_interval=2)\n")
-    work_dir = tmp_path / 'work'
+def run_dist_train(cfg, work_dir, port):
+    """``tools/dist_train.sh CONFIG 2`` on the CPU (gloo), tests' hooks
+    importable; the finished process."""
     env = dict(os.environ)
     tests_dir = osp.dirname(osp.dirname(osp.abspath(__file__)))
     env.update(
@@ -30,10 +26,21 @@ def test_dist_train_two_processes(tmp_path, port):
         OMP_NUM_THREADS='1',
         PYTHONPATH=os.pathsep.join([tests_dir, REPO,
                                     env.get('PYTHONPATH', '')]))
-    out = subprocess.run(
+    return subprocess.run(
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
          '--work-dir', str(work_dir)],
         env=env, capture_output=True, text=True, timeout=600)
+
+
+
+def test_dist_train_two_processes(tmp_path, port):
+    cfg = write_tiny_config(
+        tmp_path,
+        extra="custom_hooks = [dict(type='mmlt.ClassCountsHook'), "
+        "dict(type='mmlt.VMFWindowHook'), dict(type='DumpRankState')]\n"
+        "train_cfg = dict(max_epochs=2, val_interval=2)\n")
+    work_dir = tmp_path / 'work'
+    out = run_dist_train(cfg, work_dir, port)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-5000:])
     # channels-last batches with channels-last parameters under DDP
     # (mmlt.ChannelsLastDistributedDataParallel): no gradient copies

@@ -3,15 +3,13 @@ out-of-range label fails inside its step (no value checks on the host), and
 torchrun (tools/dist_train.sh) stops the rank that waits in the next
 collective instead of leaving it blocked until the process group's timeout
 (30 minutes by default)."""
-import os
 import os.path as osp
-import subprocess
-import sys
 import time
 
 import pytest
 
-from test_train_resume import REPO, write_tiny_config
+from test_dist_train import run_dist_train
+from test_train_resume import write_tiny_config
 
 pytest.importorskip('mmpretrain')
 
@@ -23,18 +21,8 @@ def test_bad_batch_on_one_rank_ends_both_promptly(tmp_path, port):
         "dict(type='mmlt.VMFWindowHook'), "
         "dict(type='BadLabelOnRank', rank=1, at_iter=2)]\n"
         "train_cfg = dict(max_epochs=2, val_interval=2)\n")
-    env = dict(os.environ)
-    tests_dir = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    env.update(
-        PYTHON=sys.executable, PORT=str(port), MASTER_ADDR='127.0.0.1',
-        OMP_NUM_THREADS='1',
-        PYTHONPATH=os.pathsep.join([tests_dir, REPO,
-                                    env.get('PYTHONPATH', '')]))
     start = time.time()
-    out = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg, '2',
-         '--work-dir', str(tmp_path / 'work')],
-        env=env, capture_output=True, text=True, timeout=600)
+    out = run_dist_train(cfg, tmp_path / 'work', port)
     elapsed = time.time() - start
     log = out.stdout + out.stderr
     assert out.returncode != 0
