@@ -142,7 +142,3 @@ class FashionMNISTLT(LongTailArrayDataset):
         if self.color_type == 'color' and data_info['img'].ndim == 2:
             data_info['img'] = np.repeat(data_info['img'][..., None], 3, -1)
         return data_info
-
-    def _raw_label(self, idx: int) -> int:
-        # Skip the channel expansion when only the label is needed.
-        return int(super().get_data_info(idx)['gt_label'])

@@ -7,6 +7,9 @@
   long-tailed subset (the LDAM-DRW selection with a numpy seed).
 * :func:`get_dataset_labels`: the label of every index of a dataset, unwrapping
   MMEngine's ``ConcatDataset`` / ``RepeatDataset`` / ``ClassBalancedDataset``.
+* :func:`make_unlabeled_counts`: the per-class counts of the unlabeled split
+  of long-tailed semi-supervised learning (consistent, uniform or reversed
+  profile; Kim et al., "DARP", NeurIPS 2020; Oh et al., "DASO", CVPR 2022).
 * :class:`LongTailDataset`: an :class:`mmengine.dataset.BaseDataset` with the
   single-label protocol that mmlt's samplers, heads and metrics read:
   ``get_cat_ids(idx) -> [label]``, ``get_gt_labels()`` and ``class_counts``.
@@ -92,6 +95,40 @@ def make_lt_counts(n_max: int,
     return counts
 
 
+UNLABELED_PROFILES = ('consistent', 'uniform', 'reversed')
+
+
+def make_unlabeled_counts(m_max: int,
+                          num_classes: int,
+                          imb_factor: float,
+                          profile: str = 'consistent') -> List[int]:
+    """Per-class counts of an unlabeled split, by rank of the labeled split.
+
+    Rank ``i`` is the labeled split's ``i``-th largest class.
+    ``'consistent'``: the labeled profile's shape, ``int(M1 * (1 / IF) **
+    (i / (C - 1)))``; ``'uniform'``: ``M1`` for every class; ``'reversed'``:
+    the consistent counts in reverse, so the labeled tail class has ``M1``
+    unlabeled images. E.g. ``make_unlabeled_counts(3000, 10, 100,
+    'reversed')`` is ``[30, 50, 83, 139, 232, 387, 646, 1078, 1798, 3000]``.
+
+    Args:
+        m_max (int): Unlabeled images of the largest unlabeled class (M1).
+        num_classes (int): Number of classes C.
+        imb_factor (float): Imbalance factor of the unlabeled split.
+        profile (str): ``'consistent'``, ``'uniform'`` or ``'reversed'``.
+
+    Returns:
+        list[int]: ``counts[i]`` for the labeled class of rank ``i``.
+    """
+    if profile not in UNLABELED_PROFILES:
+        raise ValueError(f'unlabeled profile must be one of '
+                         f'{UNLABELED_PROFILES}, got {profile!r}')
+    if profile == 'uniform':
+        return make_lt_counts(m_max, num_classes, 1)
+    counts = make_lt_counts(m_max, num_classes, imb_factor)
+    return counts[::-1] if profile == 'reversed' else counts
+
+
 def check_class_order(class_order: Optional[Sequence[int]],
                       num_classes: int) -> List[int]:
     """Validate a class permutation; ``None`` means label order.
@@ -117,7 +154,8 @@ def check_class_order(class_order: Optional[Sequence[int]],
 def make_lt_indices(labels: Sequence[int],
                     counts: Sequence[int],
                     class_order: Optional[Sequence[int]] = None,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0,
+                    exclude: Optional[np.ndarray] = None) -> np.ndarray:
     """Indices of the long-tailed subset of a (balanced) labelled set.
 
     The LDAM-DRW selection: with a numpy random state seeded by ``seed``,
@@ -135,11 +173,17 @@ def make_lt_indices(labels: Sequence[int],
             that receives ``counts[r]`` images. Defaults to None (label order:
             class 0 is the largest).
         seed (int): Seed of the selection. Defaults to 0.
+        exclude (np.ndarray, optional): Indices that may not be selected (the
+            labeled split, when this selects the unlabeled one). Defaults to
+            None.
 
     Returns:
         np.ndarray: Selected indices (int64), grouped by class in label order.
     """
     labels = np.asarray(labels)
+    available = np.ones(len(labels), dtype=bool)
+    if exclude is not None:
+        available[np.asarray(exclude, dtype=np.int64)] = False
     num_classes = len(counts)
     order = check_class_order(class_order, num_classes)
     count_of_label = np.empty(num_classes, dtype=np.int64)
@@ -147,12 +191,14 @@ def make_lt_indices(labels: Sequence[int],
     rng = np.random.RandomState(seed)
     selected = []
     for label in range(num_classes):
-        class_indices = np.where(labels == label)[0]
+        class_indices = np.where((labels == label) & available)[0]
         if len(class_indices) < count_of_label[label]:
+            left = ' left after the labeled split' if exclude is not None \
+                else ''
             raise ValueError(
-                f'class {label} has {len(class_indices)} images but the '
-                f'long-tail profile asks for {count_of_label[label]}; '
-                'lower n_max')
+                f'class {label} has {len(class_indices)} images{left} but '
+                f'the long-tail profile asks for {count_of_label[label]}; '
+                f'lower {"the unlabeled n_max" if left else "n_max"}')
         rng.shuffle(class_indices)
         selected.append(class_indices[:count_of_label[label]])
     return np.concatenate(selected).astype(np.int64)
@@ -243,7 +289,11 @@ def class_counts(dataset, num_classes: Optional[int] = None) -> np.ndarray:
         np.ndarray: int64 counts of length ``num_classes``.
     """
     total = None
-    for leaf in unwrap_dataset(dataset):
+    # A wrapper that knows its prior (mmlt.SemiSupervisedDataset: the labeled
+    # split's) answers for itself.
+    leaves = [dataset] if hasattr(dataset, 'class_counts') else \
+        unwrap_dataset(dataset)
+    for leaf in leaves:
         if hasattr(leaf, 'class_counts') and leaf.class_counts is not None:
             counts = np.asarray(leaf.class_counts, dtype=np.int64)
         elif hasattr(leaf, 'get_cat_ids'):
@@ -387,8 +437,23 @@ class LongTailArrayDataset(LongTailDataset):
         class_order (Sequence[int], optional): ``class_order[r]`` is the label
             with the ``r``-th largest count. Defaults to None (label order).
         seed (int): Seed of the image selection. Defaults to 0.
+        unlabeled (dict, optional): Make this the unlabeled split of
+            long-tailed semi-supervised learning instead: images of the
+            training split that the labeled split above (``n_max``,
+            ``imb_factor``, ``imb_type``, ``class_order``, ``seed``) leaves
+            out, ``dict(n_max=M1, imb_factor=IF_u, profile=..., seed=...)``
+            (:func:`make_unlabeled_counts`; ``imb_factor`` and ``seed``
+            default to the labeled split's, ``profile`` to
+            ``'consistent'``). Entries then hold ``true_label`` instead of
+            ``gt_label``: the labels are kept for reporting only
+            (pseudo-label accuracy) and never reach a loss. Defaults to None.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`;
             ``test_mode`` defaults to ``split == 'test'``.
+
+    Attributes:
+        source_indices (np.ndarray): Index of every entry in the full split
+            as read from disk (set when the data list is loaded), so that a
+            labeled and an unlabeled split can be checked for overlap.
     """
 
     SPLITS = ('train', 'test')
@@ -403,6 +468,7 @@ class LongTailArrayDataset(LongTailDataset):
                  imb_type: str = 'exp',
                  class_order: Optional[Sequence[int]] = None,
                  seed: int = 0,
+                 unlabeled: Optional[dict] = None,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(
@@ -417,6 +483,27 @@ class LongTailArrayDataset(LongTailDataset):
         self.lt_counts = make_lt_counts(self.n_max,
                                         len(self.METAINFO['classes']),
                                         imb_factor, imb_type)
+        self.unlabeled = None
+        self.unlabeled_counts = None
+        if unlabeled is not None:
+            if split != 'train':
+                raise ValueError(
+                    "unlabeled=... selects from the training split; set "
+                    "split='train'")
+            unknown = set(unlabeled) - {'n_max', 'imb_factor', 'profile',
+                                        'seed'}
+            if unknown or 'n_max' not in unlabeled:
+                raise ValueError(
+                    f'unlabeled must be dict(n_max=M1, imb_factor=..., '
+                    f'profile=..., seed=...) with n_max given; got '
+                    f'{unlabeled}')
+            self.unlabeled = dict(
+                dict(imb_factor=imb_factor, profile='consistent', seed=seed),
+                **unlabeled)
+            self.unlabeled_counts = make_unlabeled_counts(
+                self.unlabeled['n_max'], len(self.METAINFO['classes']),
+                self.unlabeled['imb_factor'], self.unlabeled['profile'])
+        self.source_indices = None
         kwargs.setdefault('test_mode', split == 'test')
         super().__init__(ann_file='', data_root=data_root, **kwargs)
 
@@ -436,13 +523,40 @@ class LongTailArrayDataset(LongTailDataset):
         if self.split == 'train':
             keep = make_lt_indices(labels, self.lt_counts, self.class_order,
                                    self.seed)
+            if self.unlabeled is not None:
+                keep = make_lt_indices(labels, self.unlabeled_counts,
+                                       self.class_order,
+                                       self.unlabeled['seed'], exclude=keep)
         else:
             keep = np.arange(len(labels))
-        return [dict(img=images[i], gt_label=int(labels[i])) for i in keep]
+        self.source_indices = keep
+        label_key = 'gt_label' if self.unlabeled is None else 'true_label'
+        return [dict(img=images[i], **{label_key: int(labels[i])})
+                for i in keep]
+
+    def _raw_label(self, idx: int) -> int:
+        if self.unlabeled is not None:
+            raise ValueError(
+                f'{type(self).__name__} is an unlabeled split: its labels are '
+                'hidden from training (get_true_labels() reads them for '
+                'reporting); the class prior comes from the labeled split '
+                '(mmlt.SemiSupervisedDataset.class_counts)')
+        # BaseDataset's entry, without a subclass's image conversion.
+        return int(BaseDataset.get_data_info(self, idx)['gt_label'])
+
+    @force_full_init
+    def get_true_labels(self) -> np.ndarray:
+        """The kept-aside labels of an unlabeled split (reporting only)."""
+        key = 'gt_label' if self.unlabeled is None else 'true_label'
+        return np.array([
+            int(BaseDataset.get_data_info(self, i)[key])
+            for i in range(len(self))
+        ], dtype=np.int64)
 
 
 __all__ = [
     'DatasetFilesNotFoundError', 'make_lt_counts', 'make_lt_indices',
+    'make_unlabeled_counts', 'UNLABELED_PROFILES',
     'check_class_order', 'get_dataset_labels', 'LongTailDataset',
     'LongTailArrayDataset', 'class_counts', 'unwrap_dataset',
     'DATA_PREPARATION_DOC'
