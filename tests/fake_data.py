@@ -2,6 +2,7 @@
 import gzip
 import os
 import os.path as osp
+import pickle
 import struct
 
 import numpy as np
@@ -38,3 +39,24 @@ def write_fake_fashion_mnist(root, per_class_train=30, per_class_test=4,
                            'wb') as f:
                 f.write(idx_bytes(data))
     return root
+
+
+def write_fake_cifar(root, num_classes, per_class=4, seed=0):
+    """CIFAR-10/100 python archives (extracted) with random images."""
+    rng = np.random.RandomState(seed)
+    if num_classes == 10:
+        folder, label_key = 'cifar-10-batches-py', b'labels'
+        files = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+    else:
+        folder, label_key = 'cifar-100-python', b'fine_labels'
+        files = ['train', 'test']
+    os.makedirs(osp.join(root, folder))
+    for name in files:
+        labels = list(range(num_classes)) * per_class
+        batch = {
+            b'data': rng.randint(0, 256, (len(labels), 3072)).astype(
+                np.uint8),
+            label_key: labels,
+        }
+        with open(osp.join(root, folder, name), 'wb') as f:
+            pickle.dump(batch, f)

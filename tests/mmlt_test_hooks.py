@@ -87,3 +87,18 @@ class BadLabelOnRank(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if get_rank() == self.rank and runner.iter == self.at_iter:
             data_batch['data_samples'][0].set_gt_label(self.label)
+
+
+@HOOKS.register_module()
+class CrashAfterIter(Hook):
+    """Raise after the given (1-based) iteration, once its checkpoint, if
+    any, is written (a hard kill inside an epoch)."""
+    priority = 'LOWEST'
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.iteration:
+            raise RuntimeError('simulated crash')

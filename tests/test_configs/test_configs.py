@@ -15,7 +15,6 @@ import glob
 import math
 import os
 import os.path as osp
-import pickle
 
 import numpy as np
 import pytest
@@ -23,7 +22,8 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-from fake_data import write_fake_fashion_mnist  # noqa: E402
+from fake_data import (write_fake_cifar,  # noqa: E402
+                       write_fake_fashion_mnist)
 from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import (DATA_SAMPLERS, DATASETS, METRICS,  # noqa: E402
@@ -37,9 +37,11 @@ def _is_classification_config(path):
     rel = osp.relpath(path, CONFIG_DIR)
     parts = rel.split(os.sep)
     name = parts[-1]
-    # two_stage/: tests/test_configs/test_two_stage_configs.py
+    # two_stage/: tests/test_configs/test_two_stage_configs.py;
+    # semi_supervised/: tests/test_configs/test_semi_supervised_configs.py
     return ('_base_' not in parts and 'lvis' not in parts
-            and 'two_stage' not in parts and not name.startswith('pcl_')
+            and 'two_stage' not in parts and 'semi_supervised' not in parts
+            and not name.startswith('pcl_')
             and 'lvis' not in name)
 
 
@@ -290,26 +292,6 @@ def test_one_training_step(names):
 
 
 # ------------------------------------------------ pipelines on fake data
-def _write_cifar(root, num_classes, per_class=4, seed=0):
-    rng = np.random.RandomState(seed)
-    if num_classes == 10:
-        folder, label_key = 'cifar-10-batches-py', b'labels'
-        files = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
-    else:
-        folder, label_key = 'cifar-100-python', b'fine_labels'
-        files = ['train', 'test']
-    os.makedirs(osp.join(root, folder))
-    for name in files:
-        labels = list(range(num_classes)) * per_class
-        batch = {
-            b'data': rng.randint(0, 256, (len(labels), 3072)).astype(
-                np.uint8),
-            label_key: labels,
-        }
-        with open(osp.join(root, folder, name), 'wb') as f:
-            pickle.dump(batch, f)
-
-
 _SPLIT_FILES = {
     'mmlt.ImageNetLT': 'ImageNet_LT',
     'mmlt.PlacesLT': 'Places_LT',
@@ -344,8 +326,8 @@ def fake_roots(tmp_path_factory):
         'mmlt.FashionMNISTLT': str(base / 'fashion'),
         'lists': str(base / 'lists'),
     }
-    _write_cifar(roots['mmlt.CIFAR100LT'], 100)
-    _write_cifar(roots['mmlt.CIFAR10LT'], 10)
+    write_fake_cifar(roots['mmlt.CIFAR100LT'], 100)
+    write_fake_cifar(roots['mmlt.CIFAR10LT'], 10)
     write_fake_fashion_mnist(roots['mmlt.FashionMNISTLT'])
     _write_image_lists(roots['lists'])
     return roots

@@ -3,8 +3,10 @@ from .class_counts_hook import ClassCountsHook
 from .exact_resume_hook import ExactResumeHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
+from .semi_supervised_hook import SemiSupervisedHook
 
 __all__ = [
     'CheckpointCheckHook', 'ClassCountsHook',
-    'ExactResumeHook', 'VMFWindowHook', 'PrototypeClusteringHook'
+    'ExactResumeHook', 'VMFWindowHook', 'PrototypeClusteringHook',
+    'SemiSupervisedHook'
 ]

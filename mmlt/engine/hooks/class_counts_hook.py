@@ -96,10 +96,18 @@ class ClassCountsHook(Hook):
     @staticmethod
     def _targets(runner):
         model = runner.model
-        model = getattr(model, 'module', model)
-        for module in model.modules():
-            if callable(getattr(module, 'set_class_counts', None)):
-                yield module
+        models = [getattr(model, 'module', model)]
+        # MMEngine's EMAHook copies the model before training starts: its
+        # copy needs the counts too (it syncs buffers by position, and an
+        # unset prior has another shape).
+        for hook in runner.hooks:
+            ema_model = getattr(hook, 'ema_model', None)
+            if ema_model is not None:
+                models.append(getattr(ema_model, 'module', ema_model))
+        for model in models:
+            for module in model.modules():
+                if callable(getattr(module, 'set_class_counts', None)):
+                    yield module
 
     @staticmethod
     def _metric_targets(evaluator):

@@ -19,6 +19,8 @@ class MultiViewDataPreprocessor(ClsDataPreprocessor):
     so that one backbone pass sees all views and BatchNorm normalises them
     together, as in the papers' code. :class:`mmlt.ContrastiveClsHead` splits
     the rows back. Single-view batches (testing) pass through unchanged.
+    Batches whose samples are partly unlabeled (no ``gt_label``;
+    semi-supervised training) are taken as they are.
 
     Args:
         channels_last (bool): Return image batches in the channels-last
@@ -37,7 +39,17 @@ class MultiViewDataPreprocessor(ClsDataPreprocessor):
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        out = self._stack_views(data, training)
+        samples = data.get('data_samples')
+        labeled = [s for s in samples or () if 'gt_label' in s]
+        if samples and labeled and len(labeled) < len(samples):
+            # A semi-supervised batch (some samples without gt_label), which
+            # ClsDataPreprocessor does not take: labels moved here.
+            out = self._stack_views(dict(data, data_samples=None), training)
+            for sample in labeled:
+                sample.set_gt_label(sample.gt_label.to(self.device))
+            out['data_samples'] = samples
+        else:
+            out = self._stack_views(data, training)
         inputs = out['inputs']
         if (self.channels_last and isinstance(inputs, torch.Tensor)
                 and inputs.dim() == 4):

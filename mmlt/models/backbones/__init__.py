@@ -1,3 +1,4 @@
 from .cifar_resnet import CifarResNet
+from .wide_resnet import WideResNet
 
-__all__ = ['CifarResNet']
+__all__ = ['CifarResNet', 'WideResNet']

@@ -131,8 +131,8 @@ class ContrastiveBranch(nn.Module):
                 feats: torch.Tensor,
                 labels: torch.Tensor,
                 num_views: int = 1,
-                classifier_weight: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
+                classifier_weight: Optional[torch.Tensor] = None,
+                **loss_kwargs) -> torch.Tensor:
         """The weighted contrastive loss.
 
         Args:
@@ -141,6 +141,8 @@ class ContrastiveBranch(nn.Module):
             num_views (int): ``V``.
             classifier_weight (Tensor, optional): Classifier rows ``(C, d)``
                 for losses that need prototypes.
+            **loss_kwargs: Passed to the loss, e.g. ProCo's per-sample
+                ``weight`` and ``avg_factor``.
 
         Returns:
             Tensor: The loss, already multiplied by its ``loss_weight``.
@@ -154,7 +156,7 @@ class ContrastiveBranch(nn.Module):
                                  'prototypes: pass classifier_weight')
             extra['prototypes'] = F.normalize(
                 self.prototype_mlp(classifier_weight), dim=1)
-        return self.loss(z, labels, **extra)
+        return self.loss(z, labels, **extra, **loss_kwargs)
 
 
 def rename_legacy_branch_keys(state_dict: dict, prefix: str,

@@ -176,8 +176,10 @@ class ProCoLoss(nn.Module):
             features (Tensor): Unit contrastive features ``(V, B, p)``
                 (view-major) or ``(B, p)``.
             labels (Tensor): Class indices ``(B,)``.
-            weight (Tensor, optional): Per-sample weights ``(B,)``. Defaults
-                to None.
+            weight (Tensor, optional): Per-sample weights ``(B,)``, applied
+                to the loss and to the estimator update (a weight-0 sample,
+                e.g. an unconfident pseudo-label, neither is scored nor
+                enters the statistics). Defaults to None.
             avg_factor (float, optional): Divisor of the summed loss of a view
                 for ``reduction='mean'``. Defaults to None.
             reduction_override (str, optional): Overrides ``self.reduction``.
@@ -208,7 +210,7 @@ class ProCoLoss(nn.Module):
         update = self.update_estimator and self.training
         for view, view_features in enumerate(features):
             if update and not self.score_before_update:
-                self.estimator.update(view_features.detach(), labels)
+                self.estimator.update(view_features.detach(), labels, weight)
             # One kept copy of mu per view, refreshed in place for the
             # updated classes only (float32; float64 inputs get a new one).
             mean_direction, kappa = self.estimator.vmf_parameters(
@@ -217,7 +219,7 @@ class ProCoLoss(nn.Module):
                 view_features.to(compute_dtype), mean_direction, kappa,
                 self.temperature)
             if update and self.score_before_update:
-                self.estimator.update(view_features.detach(), labels)
+                self.estimator.update(view_features.detach(), labels, weight)
             view_losses.append(
                 F.cross_entropy(
                     logits + self.log_prior.to(logits.dtype),

@@ -359,7 +359,10 @@ class VMFEstimator(nn.Module):
         return 'gather' if gather_bytes <= reduce_bytes else 'all_reduce'
 
     @torch.no_grad()
-    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(self,
+               features: torch.Tensor,
+               labels: torch.Tensor,
+               weight: Optional[torch.Tensor] = None) -> None:
         """Add a batch of unit features to the statistics.
 
         Features are detached. If any row (of any rank) has a NaN or Inf, the
@@ -371,11 +374,22 @@ class VMFEstimator(nn.Module):
         Args:
             features (Tensor): Unit features, shape ``(B, p)``.
             labels (Tensor): Integer labels in ``[0, C)``, shape ``(B,)``.
+            weight (Tensor, optional): Per-row weights ``(B,)``, e.g. the 0/1
+                confidence mask of pseudo-labels in semi-supervised training:
+                a row adds ``w * z`` to its class's sum and ``w`` to its
+                count, so weight 0 leaves it out without a host-side
+                selection. Defaults to None (every row weighs 1).
         """
         self._check_batch(features, labels)
         device = self._statistic_buffers()[0].device
         features = features.detach().to(device)
         labels = labels.to(device=device, dtype=torch.long)
+        if weight is not None:
+            if weight.shape != labels.shape:
+                raise ValueError(
+                    f'weight must have shape {tuple(labels.shape)} (one per '
+                    f'row), got {tuple(weight.shape)}')
+            weight = weight.detach().to(device=device, dtype=features.dtype)
 
         mode = 'local'
         if is_distributed():
@@ -388,6 +402,8 @@ class VMFEstimator(nn.Module):
             if mode == 'gather':
                 features = gather_no_grad(features, sizes)
                 labels = gather_no_grad(labels, sizes)
+                if weight is not None:
+                    weight = gather_no_grad(weight, sizes)
 
         # A row sum is NaN/Inf iff a feature is (unit features cannot
         # overflow it): one reduction instead of an element-wise test.
@@ -396,6 +412,12 @@ class VMFEstimator(nn.Module):
         # whether the whole batch is finite: 1 adds the batch, 0 adds nothing.
         features = features.to(torch.float64).masked_fill(~finite[:, None], 0)
         num_bad = (~finite).sum(dtype=torch.float64)
+        row_weight = finite.to(torch.float64)
+        if weight is not None:
+            # A non-finite row still voids the whole batch (an overflowing
+            # step), whatever its weight.
+            row_weight = row_weight * weight.to(torch.float64)
+            features = features * weight.to(torch.float64)[:, None]
         if mode == 'all_reduce':
             # Per-class batch sums and counts, and the number of bad rows, in
             # one all-reduce.
@@ -403,8 +425,7 @@ class VMFEstimator(nn.Module):
                 self.num_classes * (self.feat_dim + 1) + 1)
             stats = batch[:-1].view(self.num_classes, self.feat_dim + 1)
             stats[:, :self.feat_dim].index_add_(0, labels, features)
-            stats[:, self.feat_dim].index_add_(0, labels,
-                                               finite.to(torch.float64))
+            stats[:, self.feat_dim].index_add_(0, labels, row_weight)
             batch[-1] = num_bad
             torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
             keep = (batch[-1] == 0).to(torch.float64)
@@ -415,7 +436,7 @@ class VMFEstimator(nn.Module):
             self._mark_updated(None)
             return
         keep = (num_bad == 0).to(torch.float64)
-        weights = finite.to(torch.float64) * keep
+        weights = row_weight * keep
         if self.window == 'epoch':
             # Straight into the running sums: O(B p).
             self.current_sums.index_add_(0, labels, features * keep)

@@ -1,0 +1,10 @@
+# FixMatch + logit adjustment + ProCo with confident pseudo-labels (tau 0.1,
+# weight 1, projection 512-128) on CIFAR-10-LT (N1 1500, M1 3000, IF 100), consistent unlabeled split.
+#
+#   python tools/train.py configs/semi_supervised/fixmatch-la-proco_wrn28-2_cifar10lt-consistent.py
+_base_ = './fixmatch-la_wrn28-2_cifar10lt-consistent.py'
+
+model = dict(
+    head=dict(
+        contrast_loss=dict(
+            type='mmlt.ProCoLoss', temperature=0.1, loss_weight=1.0)))

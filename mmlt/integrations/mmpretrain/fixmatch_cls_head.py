@@ -1,0 +1,231 @@
+"""FixMatch on long-tailed data, with ProCo fed by confident pseudo-labels."""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+
+from mmlt.evaluation.metrics.long_tail_metric import (GROUP_NAMES,
+                                                      split_classes_by_count)
+from mmlt.models.losses import ProCoLoss
+from mmlt.registry import MODELS
+from mmlt.utils.validation import check_number
+from .contrastive_cls_head import ContrastiveClsHead
+
+
+@MODELS.register_module()
+class FixMatchClsHead(ContrastiveClsHead):
+    """:class:`ContrastiveClsHead` for batches of labeled and unlabeled samples.
+
+    FixMatch (Sohn et al., NeurIPS 2020) with a long-tailed classifier loss
+    and, optionally, ProCo (Du et al., TPAMI 2024) whose vMF estimates also
+    take the confident pseudo-labels. A batch holds ``L`` labeled samples
+    (with ``gt_label``) and ``U`` unlabeled ones (without; mu = U / L from
+    :class:`mmlt.MultiSourceSampler`), each with a weak and a strong view,
+    stacked view-major (rows ``[0, N)`` weak, ``[N, 2N)`` strong,
+    ``N = L + U``)::
+
+        loss_cls        = loss(fc(weak_l), y)                 # LA or CE
+        q               = softmax(fc(weak_u) - tau_pl * log prior)   # no grad
+        y_hat, m        = argmax q, [max q >= threshold]
+        loss_unlabeled  = lambda_u * sum_u m_u * CE(fc(strong_u), y_hat_u) / U
+        loss_contrast   = ProCo(both views of all N samples,
+                                labels (y, y_hat), weights (1, m))
+
+    So the ProCo estimator is updated with the labeled features and labels
+    and with the confident unlabeled features and their pseudo-labels
+    (weight 0 for the others: a step without a confident pseudo-label
+    updates it with labeled data only), and its loss covers both. All of it
+    stays on the device (no host read of the mask).
+
+    The log shows, from the unlabeled samples' kept-aside ``true_label``
+    (never used in a loss), the share of pseudo-labels kept
+    (``pl_mask_rate``) and the accuracy of the kept ones (``pl_acc``), over
+    all classes and per many/medium/few group of the labeled counts (by true
+    class), accumulated since the epoch began (:class:`mmlt.SemiSupervisedHook`
+    resets them and logs an epoch summary). They are this rank's samples.
+
+    Args:
+        threshold (float): Confidence a pseudo-label needs, in (0, 1].
+            Defaults to 0.95 (FixMatch).
+        unlabeled_loss (dict): Loss of the strong views against the
+            pseudo-labels. Defaults to cross-entropy (FixMatch).
+        unlabeled_weight (float): lambda_u. Defaults to 1.0.
+        pseudo_label_tau (float): Debias the pseudo-labels: predict with
+            ``logits - tau * log prior`` on the weak view (logit adjustment
+            applied post hoc; Menon et al., ICLR 2021). Defaults to 0 (the
+            classifier's own prediction).
+        contrast_pseudo_labels (bool): Give the confident pseudo-labeled
+            samples to the contrastive loss and its estimator; False keeps
+            ProCo on labeled samples only. Defaults to True.
+        many_threshold (int), few_threshold (int): Class groups of the logged
+            pseudo-label statistics, as in :class:`mmlt.LongTailAccuracy`.
+        **kwargs: Arguments of :class:`ContrastiveClsHead` (``loss`` is the
+            labeled loss; ``contrast_loss`` must be ``mmlt.ProCoLoss`` or
+            None).
+
+    Shape:
+        - feats[-1]: ``(2N, in_channels)``, view-major.
+    """
+
+    def __init__(self,
+                 *args,
+                 threshold: float = 0.95,
+                 unlabeled_loss: dict = dict(
+                     type='mmpretrain.CrossEntropyLoss', loss_weight=1.0),
+                 unlabeled_weight: float = 1.0,
+                 pseudo_label_tau: float = 0.0,
+                 contrast_pseudo_labels: bool = True,
+                 many_threshold: int = 100,
+                 few_threshold: int = 20,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0 < threshold <= 1:
+            raise ValueError(
+                f'threshold must be in (0, 1] (the confidence a pseudo-label '
+                f'needs; FixMatch uses 0.95), got {threshold!r}')
+        if self.loss_module is None:
+            raise ValueError('FixMatchClsHead needs a classifier loss (loss=)')
+        if self.contrast_branch is not None and not isinstance(
+                self.contrast_branch.loss, ProCoLoss):
+            raise ValueError(
+                f'contrast_loss must be mmlt.ProCoLoss or None, got '
+                f'{type(self.contrast_branch.loss).__name__}: only ProCo '
+                'takes per-sample weights for its anchors and statistics')
+        self.threshold = float(threshold)
+        self.unlabeled_loss = unlabeled_loss if isinstance(
+            unlabeled_loss, nn.Module) else MODELS.build(unlabeled_loss)
+        self.unlabeled_weight = check_number(
+            'unlabeled_weight', unlabeled_weight, minimum=0)
+        self.pseudo_label_tau = float(pseudo_label_tau)
+        self.contrast_pseudo_labels = bool(contrast_pseudo_labels)
+        self.many_threshold = many_threshold
+        self.few_threshold = few_threshold
+        # Per true class: unlabeled samples seen, pseudo-labels kept, kept
+        # and correct (since the epoch began; in checkpoints, so a resumed
+        # epoch goes on counting).
+        self.register_buffer(
+            'pseudo_label_counts',
+            torch.zeros(3, self.num_classes, dtype=torch.float64))
+        # Group (0 many, 1 medium, 2 few) of every class by labeled count.
+        self.register_buffer(
+            'class_group', torch.zeros(self.num_classes, dtype=torch.long))
+
+    def set_class_counts(self, class_counts) -> None:
+        """The prior (see :class:`ContrastiveClsHead`) and the class groups
+        of the pseudo-label statistics."""
+        super().set_class_counts(class_counts)
+        groups = split_classes_by_count(
+            torch.as_tensor(class_counts).tolist(), self.many_threshold,
+            self.few_threshold)
+        self.class_group.copy_(
+            torch.as_tensor([GROUP_NAMES.index(g) for g in groups]))
+
+    def reset_pseudo_label_counts(self) -> None:
+        self.pseudo_label_counts.zero_()
+
+    @torch.no_grad()
+    def pseudo_label_stats(self) -> dict:
+        """Mask rate and accuracy of the kept pseudo-labels, overall and per
+        group, as device tensors (in %)."""
+        counts = self.pseudo_label_counts  # (3, C): seen, kept, correct
+        per_group = counts.new_zeros(3, len(GROUP_NAMES)).index_add_(
+            1, self.class_group, counts)
+        stats = {}
+        for suffix, (seen, kept, correct) in [('', counts.sum(dim=1))] + [
+                (f'_{name}', per_group[:, g])
+                for g, name in enumerate(GROUP_NAMES)
+        ]:
+            stats[f'pl_mask_rate{suffix}'] = (
+                100 * kept / seen.clamp(min=1)).float()
+            stats[f'pl_acc{suffix}'] = (100 * correct /
+                                        kept.clamp(min=1)).float()
+        return stats
+
+    def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
+        x = self.pre_logits(feats)
+        num = len(data_samples)
+        if num == 0 or x.size(0) != 2 * num:
+            raise ValueError(
+                f'{x.size(0)} feature rows for {num} data samples: FixMatch '
+                'needs a weak and a strong view of every sample (MultiView '
+                'with num_views=[1, 1] in both pipelines)')
+        labeled = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
+        unlabeled = [
+            i for i, ds in enumerate(data_samples) if 'gt_label' not in ds
+        ]
+        if not labeled:
+            raise ValueError(
+                'a batch without labeled samples: use mmlt.MultiSourceSampler '
+                'with source_ratio=[1, mu] on mmlt.SemiSupervisedDataset')
+        device = x.device
+        lab_idx = torch.as_tensor(labeled, device=device)
+        unl_idx = torch.as_tensor(unlabeled, device=device)
+        weak, strong = x[:num], x[num:]
+        labeled_samples = [data_samples[i] for i in labeled]
+        labels = torch.cat([ds.gt_label.reshape(-1)
+                            for ds in labeled_samples]).to(device)
+
+        losses = dict()
+        cls_score = self.fc(weak.index_select(0, lab_idx))
+        losses['loss_cls'] = self._get_loss(cls_score, labeled_samples,
+                                            **kwargs)['loss']
+        with torch.no_grad():
+            top = cls_score.topk(max(self.topk), dim=1).indices
+            hits = top == labels[:, None]
+            for k in self.topk:
+                losses[f'accuracy_top-{k}'] = \
+                    hits[:, :k].any(dim=1).float().mean() * 100
+
+        # Pseudo-labels from the weak views (no gradient), FixMatch's mask.
+        with torch.no_grad():
+            weak_logits = self.fc(weak.index_select(0, unl_idx)).float()
+            if self.pseudo_label_tau:
+                if not self.prior_is_set:
+                    raise RuntimeError(
+                        f'pseudo_label_tau={self.pseudo_label_tau} needs the '
+                        'class prior: add mmlt.ClassCountsHook to the config')
+                weak_logits = weak_logits - self.pseudo_label_tau * \
+                    self.log_prior.to(weak_logits)
+            confidence, pseudo_labels = weak_logits.softmax(dim=1).max(dim=1)
+            mask = (confidence >= self.threshold).float()
+        strong_score = self.fc(strong.index_select(0, unl_idx))
+        losses['loss_unlabeled'] = self.unlabeled_weight * self.unlabeled_loss(
+            strong_score,
+            pseudo_labels,
+            weight=mask,
+            avg_factor=max(len(unlabeled), 1))
+
+        self._count_pseudo_labels(
+            [data_samples[i] for i in unlabeled], pseudo_labels, mask)
+        losses.update(self.pseudo_label_stats())
+
+        if self.contrast_branch is not None:
+            all_labels = torch.zeros(num, dtype=torch.long, device=device)
+            all_labels[lab_idx] = labels.long()
+            all_labels[unl_idx] = pseudo_labels
+            weight = torch.ones(num, device=device)
+            weight[unl_idx] = mask if self.contrast_pseudo_labels else 0.0
+            losses['loss_contrast'] = self.contrast_branch(
+                x,
+                all_labels,
+                2,
+                self.fc.weight,
+                weight=weight,
+                avg_factor=weight.sum())
+        return losses
+
+    @torch.no_grad()
+    def _count_pseudo_labels(self, unlabeled_samples, pseudo_labels: torch.Tensor,
+                             mask: torch.Tensor) -> None:
+        """Add the batch to the per-class counts (if true labels exist)."""
+        if not unlabeled_samples or not all(
+                'true_label' in ds for ds in unlabeled_samples):
+            return
+        true = torch.as_tensor([int(ds.true_label) for ds in unlabeled_samples],
+                               device=mask.device)
+        counts = self.pseudo_label_counts
+        mask = mask.to(counts.dtype)
+        counts[0].index_add_(0, true, torch.ones_like(mask))
+        counts[1].index_add_(0, true, mask)
+        counts[2].index_add_(0, true,
+                             mask * (pseudo_labels == true).to(counts.dtype))
