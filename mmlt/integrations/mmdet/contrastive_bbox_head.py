@@ -134,8 +134,10 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
             x = self.relu(fc(x))
         return x
 
-    def loss_contrast(self, fg_shared_feats: Tensor,
-                      fg_labels: Tensor) -> dict:
+    def loss_contrast(self,
+                      fg_shared_feats: Tensor,
+                      fg_labels: Tensor,
+                      fg_weights: Optional[Tensor] = None) -> dict:
         """The contrastive loss of the foreground RoIs.
 
         Every rank must call this once per step, also with no foreground RoI
@@ -151,6 +153,9 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
                 RoIs, ``(N_fg, fc_out_channels)``.
             fg_labels (Tensor): Their classes ``(N_fg,)`` in
                 ``[0, num_classes)``.
+            fg_weights (Tensor, optional): Per-RoI weights ``(N_fg,)`` of the
+                loss and of ProCo's statistics (the RoI head's IoU
+                weighting). Defaults to None.
 
         Returns:
             dict[str, Tensor]: ``{'loss_contrast': loss}``.
@@ -162,8 +167,13 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
                 f'label per feature row, ({fg_shared_feats.shape[0]},)')
         # The classifier rows of the num_classes object classes (background
         # and Seesaw's objectness rows are left out) make BCL's prototypes.
+        extra = {}
+        if fg_weights is not None:
+            # weighted mean over the RoIs (a tensor divisor: no host read)
+            extra = dict(weight=fg_weights, avg_factor=fg_weights.sum())
         loss = self.contrast_branch(fg_shared_feats, fg_labels, 1,
-                                    self.fc_cls.weight[:self.num_classes])
+                                    self.fc_cls.weight[:self.num_classes],
+                                    **extra)
         # The losses reduce an empty batch to a zero that depends on their
         # inputs; this keeps the projector's parameters in the graph too.
         projector_params = self.contrast_branch.projector[-1].weight

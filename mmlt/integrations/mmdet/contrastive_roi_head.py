@@ -41,13 +41,30 @@ class ContrastiveRoIHead(PerClassTopKRoIHead):
         contrast_iou_thr (float): Minimum IoU of a foreground RoI with its
             ground-truth box to enter the contrastive loss. Defaults to 0.5,
             the assigner's usual positive threshold (every foreground RoI).
+        contrast_iou_weight (bool): Weight each selected RoI by its IoU, in
+            the loss (a weighted mean) and in ProCo's class statistics, so
+            that tight crops count more: FSCE's re-weighting ``f(u) =
+            1[u >= thr] g(u)`` with ``g(u) = u``. Needs ``mmlt.ProCoLoss``
+            (the loss that takes per-sample weights). Defaults to False
+            (``g = 1``, which FSCE found to work as well).
         **kwargs: Arguments of :class:`StandardRoIHead`.
     """
 
-    def __init__(self, *args, contrast_iou_thr: float = 0.5, **kwargs):
+    def __init__(self,
+                 *args,
+                 contrast_iou_thr: float = 0.5,
+                 contrast_iou_weight: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.contrast_iou_thr = check_number(
             'contrast_iou_thr', contrast_iou_thr, minimum=0)
+        self.contrast_iou_weight = bool(contrast_iou_weight)
+        if self.contrast_iou_weight and self.bbox_head.with_contrast:
+            loss = self.bbox_head.contrast_branch.loss
+            if type(loss).__name__ != 'ProCoLoss':
+                raise ValueError(
+                    f'contrast_iou_weight=True needs mmlt.ProCoLoss (per-RoI '
+                    f'weights), got {type(loss).__name__}')
 
     def init_bbox_head(self, bbox_roi_extractor: dict,
                        bbox_head: dict) -> None:
@@ -120,13 +137,14 @@ class ContrastiveRoIHead(PerClassTopKRoIHead):
         labels = bbox_loss_and_target['bbox_targets'][0]
         # Background RoIs carry label num_classes.
         foreground = (labels >= 0) & (labels < self.bbox_head.num_classes)
-        foreground &= self._roi_ious(sampling_results) >= self.contrast_iou_thr
+        ious = self._roi_ious(sampling_results)
+        foreground &= ious >= self.contrast_iou_thr
         # Called on every rank, with an empty batch if need be: the loss
         # gathers across ranks.
         losses.update(
             self.bbox_head.loss_contrast(
-                bbox_results['shared_feats'][foreground],
-                labels[foreground]))
+                bbox_results['shared_feats'][foreground], labels[foreground],
+                ious[foreground] if self.contrast_iou_weight else None))
         bbox_results.update(loss_bbox=losses)
         return bbox_results
 

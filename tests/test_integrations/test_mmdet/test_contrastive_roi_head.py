@@ -314,3 +314,43 @@ def test_contrastive_positives_pass_the_iou_threshold(iou_thr):
         assert len(expected) == sum(len(r.pos_priors) for r in results)
     else:
         assert 0 < len(expected) < sum(len(r.pos_priors) for r in results)
+
+
+def test_iou_weighting_weights_loss_and_statistics_by_hand():
+    """contrast_iou_weight: each selected RoI weighs its IoU (by hand) in
+    ProCo's loss (a weighted mean) and in the estimator's sums and counts."""
+    torch.manual_seed(0)
+    cfg = roi_head_cfg(bbox_head_cfg())
+    cfg.update(contrast_iou_thr=0.5, contrast_iou_weight=True)
+    head = build_roi_head(cfg)
+    loss = head.bbox_head.contrast_branch.loss
+    loss.set_class_counts(CLASS_COUNTS)
+    seen = {}
+    original = loss.forward
+
+    def spy(features, labels, weight=None, avg_factor=None):
+        seen.update(weight=weight.clone(), avg_factor=avg_factor.clone())
+        return original(features, labels, weight=weight,
+                        avg_factor=avg_factor)
+
+    loss.forward = spy
+    results = sampling_results(head, PROPOSALS, GTS)
+    head.bbox_loss(features(), results)
+    expected = [
+        _iou(prior, gt) for result in results
+        for prior, gt in zip(result.pos_priors.tolist(),
+                             result.pos_gt_bboxes.tolist())
+    ]
+    assert seen['weight'].tolist() == pytest.approx(expected, rel=1e-5)
+    assert seen['avg_factor'].item() == pytest.approx(sum(expected), 1e-5)
+    # the statistics count each RoI by its IoU
+    labels = [int(label) for r in results for label in r.pos_gt_labels]
+    counts = torch.zeros(NUM_CLASSES, dtype=torch.float64)
+    for label, weight in zip(labels, expected):
+        counts[label] += weight
+    torch.testing.assert_close(loss.estimator.current_counts, counts,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='needs mmlt.ProCoLoss'):
+        build_roi_head(
+            dict(roi_head_cfg(bbox_head_cfg(contrast_loss='mmlt.SupConLoss')),
+                 contrast_iou_weight=True))
