@@ -100,7 +100,7 @@ class ClassCountsHook(Hook):
         # MMEngine's EMAHook copies the model before training starts: its
         # copy needs the counts too (it syncs buffers by position, and an
         # unset prior has another shape).
-        for hook in runner.hooks:
+        for hook in getattr(runner, 'hooks', ()):
             ema_model = getattr(hook, 'ema_model', None)
             if ema_model is not None:
                 models.append(getattr(ema_model, 'module', ema_model))
