@@ -70,7 +70,9 @@ def expected_draws(dataset, sampler=None) -> np.ndarray:
         weights = np.zeros(size)
         for images in lists:
             np.add.at(weights, images, 1.0 / len(images))
-        return weights * size / len(lists)
+        # per epoch: total_size draws (len(dataset) in MMDetection's, a
+        # repeat-factor epoch in mmlt.RFSMatchedClassAwareSampler)
+        return weights * getattr(sampler, 'total_size', size) / len(lists)
     if callable(getattr(sampler, 'expected_draws', None)):
         return np.asarray(sampler.expected_draws(), dtype=np.float64)
     return np.ones(size)

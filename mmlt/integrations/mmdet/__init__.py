@@ -14,9 +14,12 @@ if host_available(('mmdet', 'mmdet.models', 'mmdet.datasets')):
     from .lvis_fixed_metric import LVISFixedMetric  # noqa: F401
     from .per_class_topk_roi_head import (PerClassTopKRoIHead,  # noqa: F401
                                           topk_per_class)
+    from .rfs_matched_class_aware_sampler import \
+        RFSMatchedClassAwareSampler  # noqa: F401
 
     __all__ = [
         'ContrastiveBBoxHead', 'ContrastiveRoIHead', 'DetLogitAdjustLoss',
         'LVISV1WithClassCounts', 'counts_from_category_image_map',
-        'LVISFixedMetric', 'PerClassTopKRoIHead', 'topk_per_class'
+        'LVISFixedMetric', 'PerClassTopKRoIHead', 'topk_per_class',
+        'RFSMatchedClassAwareSampler'
     ]

@@ -79,7 +79,10 @@ def test_config_roi_head_builds(path):
     num_classes = 10 if '/toy/' in path else 1203
     assert bbox_head.num_classes == num_classes
     if 'class-aware' in path:
-        assert cfg.train_dataloader.sampler.type == 'ClassAwareSampler'
+        # epochs as long as the 1e-3 repeat-factor epochs: equal iterations
+        assert cfg.train_dataloader.sampler.type == \
+            'mmlt.RFSMatchedClassAwareSampler'
+        assert cfg.train_dataloader.sampler.oversample_thr == 1e-3
         assert cfg.train_dataloader.dataset.pipeline[0].type == \
             'LoadImageFromFile'
     elif '/toy/' not in path:
