@@ -51,7 +51,10 @@ class SemiSupervisedHook(Hook):
                 'statistics; use mmlt.FixMatchClsHead')
 
     def before_train_epoch(self, runner) -> None:
-        if runner.iter % max(len(runner.train_dataloader), 1):
+        # The sampler's own epoch length: a resumed epoch's loader is
+        # shorter (ExactResumeHook skips what was trained).
+        epoch_length = runner.train_dataloader.sampler.num_batches
+        if runner.iter != runner.epoch * epoch_length:
             return  # resumed inside this epoch: keep its counts
         for head in self._heads(runner):
             head.reset_pseudo_label_counts()
