@@ -177,3 +177,16 @@ def test_bad_arguments():
     unlabeled_only = samples()[2:]
     with pytest.raises(ValueError, match='without labeled samples'):
         head.loss((torch.cat([WEAK[2:], STRONG[2:]]), ), unlabeled_only)
+
+
+def test_bf16_autocast_step_is_finite_with_float32_proco_products():
+    """The CPU stand-in for --amp: the step runs under bfloat16 autocast and
+    ProCo's B x C x p product stays float32."""
+    head = build(threshold=0.9)
+    head.train()
+    recorder = OpRecorder()
+    with torch.autocast('cpu', dtype=torch.bfloat16), recorder:
+        losses = head.loss(feats(), samples())
+    for key, value in losses.items():
+        assert torch.isfinite(value).all(), key
+    assert (torch.float32, torch.float32) in recorder.product_dtypes
