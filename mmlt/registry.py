@@ -46,7 +46,7 @@ DATA_SAMPLERS = Registry(
     'data sampler',
     parent=MMENGINE_DATA_SAMPLERS,
     scope='mmlt',
-    locations=['mmlt.datasets'])
+    locations=['mmlt.datasets', 'mmlt.integrations.mmdet'])
 #: Data transforms (multi-view wrappers and friends).
 TRANSFORMS = Registry(
     'transform',

@@ -4,7 +4,9 @@ Each (config, seed) is one ``tools/train.py`` run in its own process, with
 ``randomness.seed`` set, in ``WORK_DIR/<config name>/seed<S>``. The metrics of
 the last validation of the run (MMEngine's ``vis_data/scalars.json``) are kept
 in ``result.json`` there, so finished runs are not redone and an interrupted
-run resumes from its last checkpoint. At the end ``results.csv`` (one row per
+run resumes from its last checkpoint. Several studies may share a work dir
+(e.g. one per seed, run at the same time): a run being trained by another
+live process (``running.pid``) is left to it. At the end ``results.csv`` (one row per
 run) and ``summary.md`` (mean, sample standard deviation and range over the
 seeds, one row per config) are written to the work dir and the table is
 printed.
@@ -93,14 +95,47 @@ def last_metrics(run_dir, keys):
     return {key: float(found[key]) for key in keys}
 
 
+def _claim(run_dir):
+    """Mark ``run_dir`` as trained by this process; False if another live
+    process has it (several studies may share a work dir)."""
+    lock = osp.join(run_dir, 'running.pid')
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    os.kill(int(f.read().strip() or 0), 0)
+                return False  # its owner is alive
+            except (ProcessLookupError, ValueError):
+                os.remove(lock)  # left by a process that died
+                continue
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def run_one(config, seed, args):
-    """Train ``config`` with ``seed`` (resumed if interrupted); its row."""
+    """Train ``config`` with ``seed`` (resumed if interrupted); its row, or
+    None if another process is training it."""
     run_dir = osp.join(args.work_dir, config_name(config), f'seed{seed}')
     result_file = osp.join(run_dir, 'result.json')
     if osp.isfile(result_file):
         with open(result_file) as f:
             return json.load(f)
     os.makedirs(run_dir, exist_ok=True)
+    if not _claim(run_dir):
+        print(f'{config_name(config)} seed {seed}: trained by another '
+              'process, left out of this summary', flush=True)
+        return None
+    try:
+        return _train(config, seed, args, run_dir, result_file)
+    finally:
+        os.remove(osp.join(run_dir, 'running.pid'))
+
+
+def _train(config, seed, args, run_dir, result_file):
     command = [
         sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
         '--work-dir', run_dir
@@ -140,6 +175,8 @@ def summarise(rows, configs, names, keys):
     lines = [header, '|' + ' --- |' * (len(keys) + 2)]
     for config, name in zip(configs, names):
         runs = [row for row in rows if row['config'] == config_name(config)]
+        if not runs:
+            continue
         cells = []
         for key in keys:
             values = [row[key] for row in runs]
@@ -161,12 +198,14 @@ def main(argv=None):
 
     def run(job):
         row = run_one(*job, args)
+        if row is None:
+            return None
         print(f'{row["config"]} seed {row["seed"]}: ' + ', '.join(
             f'{key}={row[key]:.3f}' for key in args.metrics), flush=True)
         return row
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(run, jobs))
+        rows = [row for row in pool.map(run, jobs) if row is not None]
     with open(osp.join(args.work_dir, 'results.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(
             f, fieldnames=['config', 'seed', *args.metrics, 'minutes'])

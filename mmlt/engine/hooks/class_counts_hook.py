@@ -69,7 +69,9 @@ class ClassCountsHook(Hook):
                 self._get_counts(runner).sum())
         else:
             counts = self._get_counts(runner)
-        return counts + self.pseudo_count if self.pseudo_count else counts
+        if self.pseudo_count:
+            return counts + self.pseudo_count
+        return counts
 
     def _get_counts(self, runner):
         if self.class_counts is not None:
@@ -117,8 +119,19 @@ class ClassCountsHook(Hook):
 
     def before_train(self, runner) -> None:
         counts = self._get_counts(runner)
-        prior_counts = self._prior_counts(runner)
-        for module in self._targets(runner):
+        modules = list(self._targets(runner))
+        if modules:
+            prior_counts = self._prior_counts(runner)
+            empty = np.flatnonzero(np.asarray(prior_counts) <= 0)
+            if empty.size:
+                raise ValueError(
+                    f'ClassCountsHook: classes {empty.tolist()} have no '
+                    f'training samples in the {self.prior!r} counts, so their '
+                    'log prior would be log(0) = -inf. Set '
+                    "dict(type='mmlt.ClassCountsHook', pseudo_count=1) (the "
+                    'metrics keep the true counts), or drop those classes '
+                    'from the training set.')
+        for module in modules:
             module.set_class_counts(prior_counts)
         val_loop = getattr(runner, '_val_loop', None)
         if val_loop is not None and hasattr(val_loop, 'evaluator'):

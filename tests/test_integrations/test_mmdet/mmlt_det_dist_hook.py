@@ -19,9 +19,9 @@ class SaveRankStateHook(Hook):
         original = bbox_head.loss_contrast
         self.num_foreground = 0
 
-        def counting_loss_contrast(features, labels):
+        def counting_loss_contrast(features, labels, *weights):
             self.num_foreground += int(labels.numel())
-            return original(features, labels)
+            return original(features, labels, *weights)
 
         bbox_head.loss_contrast = counting_loss_contrast
 

@@ -109,6 +109,14 @@ test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(
     logger=dict(interval=1), checkpoint=dict(interval=1))
+# the toy ProCo config's hooks; 4 training images do not hold all 10
+# classes, so the stream prior needs a pseudo-count
+custom_hooks = [
+    dict(type='mmlt.ClassCountsHook', prior='stream', pseudo_count=1),
+    dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
+]
 {extra}
 ''')
     return str(path)
@@ -167,10 +175,16 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
 
     checkpoint = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')
     state = checkpoint['state_dict']
-    # ClassCountsHook gave both losses the file's instance counts
-    counts = lvis_class_counts(
-        osp.join(toy_root, 'annotations', 'lvis_v1_train.json'), 'instance')
+    # ClassCountsHook gave both losses the prior of the sampled stream: the
+    # instances of every index of the repeat-factor dataset, counted one by
+    # one, plus the pseudo-count
+    counts = stream_counts_by_loop(config) + 1
     counts = torch.tensor(counts, dtype=torch.float64)
+    # ... which differs from the file's counts of the 4 images
+    assert counts.tolist() != (np.asarray(
+        lvis_class_counts(
+            osp.join(toy_root, 'annotations', 'lvis_v1_train.json'),
+            'instance')) + 1).tolist()
     torch.testing.assert_close(
         state['roi_head.bbox_head.contrast_branch.loss.log_prior'],
         torch.log(counts / counts.sum()))
@@ -183,6 +197,20 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
     counted = state['roi_head.bbox_head.contrast_branch.loss.estimator.'
                     'current_counts'].sum().item()
     assert counted >= 2 * 2
+
+
+def stream_counts_by_loop(config):
+    """Per-class instances over every index of the config's (repeat-factor
+    wrapped) training set, one index at a time."""
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, init_default_scope
+    init_default_scope('mmdet')
+    dataset = DATASETS.build(Config.fromfile(config).train_dataloader.dataset)
+    counts = np.zeros(10)
+    for index in range(len(dataset)):
+        for instance in dataset.get_data_info(index)['instances']:
+            counts[instance['bbox_label']] += 1
+    return counts
 
 
 def test_two_process_gloo_run_keeps_estimators_identical(
