@@ -64,7 +64,7 @@ class SemiSupervisedHook(Hook):
             stats = {k: float(v) for k, v in head.pseudo_label_stats().items()}
             groups = ('many', 'medium', 'few')
             runner.logger.info(
-                f'Pseudo-labels of epoch {runner.epoch}: kept '
+                f'Pseudo-labels of epoch {runner.epoch + 1}: kept '
                 f'{stats["pl_mask_rate"]:.1f}% (' + ' / '.join(
                     f'{g} {stats["pl_mask_rate_" + g]:.1f}'
                     for g in groups) + '), accuracy of the kept '
