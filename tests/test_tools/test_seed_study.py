@@ -66,3 +66,39 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         study([str(cfg), str(cfg), '--names', 'one', '--work-dir',
                str(tmp_path), '--metrics', 'x'])
+
+
+@pytest.mark.skipif(not osp.isdir('/proc'), reason='Linux only')
+def test_training_process_ends_with_its_study(tmp_path):
+    """A killed study takes its training run with it, so no other study
+    finds the run unclaimed while it is still being trained."""
+    import subprocess
+    import sys
+    import time
+    tools = osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'tools', 'analysis_tools')
+    study_process = subprocess.Popen([
+        sys.executable, '-c',
+        'import subprocess, sys, time\n'
+        f'sys.path.insert(0, {tools!r})\n'
+        'from seed_study import _end_with_parent\n'
+        'p = subprocess.Popen([sys.executable, "-c", "import time; '
+        'time.sleep(120)"], preexec_fn=_end_with_parent)\n'
+        'print(p.pid, flush=True)\n'
+        'time.sleep(120)\n'
+    ], stdout=subprocess.PIPE, text=True)
+    child = int(study_process.stdout.readline())
+    study_process.kill()
+    study_process.wait()
+
+    def ended():
+        try:
+            with open(f'/proc/{child}/status') as f:
+                return 'State:\tZ' in f.read()  # dead, not yet reaped
+        except FileNotFoundError:
+            return True
+
+    deadline = time.time() + 10
+    while not ended() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ended()

@@ -116,6 +116,18 @@ def _claim(run_dir):
     return False
 
 
+def _end_with_parent():
+    """In the training process (Linux): end it when the study that started
+    it dies, so a killed study leaves no run that another study would take
+    for free and train a second time in the same directory."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_one(config, seed, args):
     """Train ``config`` with ``seed`` (resumed if interrupted); its row, or
     None if another process is training it."""
@@ -153,7 +165,8 @@ def _train(config, seed, args, run_dir, result_file):
     start = time.time()
     with open(osp.join(run_dir, 'train.out'), 'a') as out:
         code = subprocess.call(command + train_args, env=env, stdout=out,
-                               stderr=subprocess.STDOUT, cwd=REPO)
+                               stderr=subprocess.STDOUT, cwd=REPO,
+                               preexec_fn=_end_with_parent)
     if code != 0:
         raise RuntimeError(f'training {config} with seed {seed} failed '
                            f'(exit {code}); see {run_dir}/train.out')
