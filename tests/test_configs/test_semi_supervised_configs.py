@@ -134,7 +134,7 @@ def on_fake_data(cfg, dataset, root):
         cfg.train_dataloader.sampler.batch_size = 6
         cfg.train_dataloader.sampler.epoch_length = 1
         cfg.train_cfg.max_epochs = 1
-        cfg.train_cfg.val_interval = 10
+    cfg.train_cfg.val_begin = 2  # after the last epoch or iteration
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].num_workers = 0
         cfg[loader].persistent_workers = False
