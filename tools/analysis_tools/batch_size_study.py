@@ -158,8 +158,38 @@ def train_stage1(stage1_config, method, batch, seed, run_dir, args):
     return checkpoint, lr, epochs
 
 
+def check_stage1_checkpoint(checkpoint):
+    """Refuse a stage-1 checkpoint that holds no backbone weights.
+
+    The probe's backbone is initialised from the ``backbone.`` weights of
+    ``checkpoint`` (``init_cfg=dict(type='Pretrained')``, which skips
+    missing keys with a warning); without them the probe would train on a
+    random backbone. The file is read by MMEngine's ``CheckpointLoader``,
+    weights-only (see :mod:`mmlt.utils.checkpoint`), so a file with pickled
+    objects or a truncated file raises
+    :class:`~mmlt.utils.checkpoint.CheckpointLoadError` naming it.
+
+    Returns:
+        int: The number of backbone tensors in the checkpoint.
+    """
+    from mmengine.runner import CheckpointLoader
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state_dict = loaded.get('state_dict', loaded) if isinstance(
+        loaded, dict) else {}
+    backbone = [key for key, value in state_dict.items()
+                if isinstance(key, str) and key.startswith('backbone.')
+                and isinstance(value, torch.Tensor)]
+    if not backbone:
+        raise ValueError(
+            f'stage-1 checkpoint {checkpoint} holds no backbone.* weights: '
+            'the linear probe would train on a randomly initialised '
+            'backbone. Pass the checkpoint that stage 1 wrote.')
+    return len(backbone)
+
+
 def train_probe(probe_config, checkpoint, loss, seed, run_dir, name, args):
     """Stage 2 on the frozen backbone of ``checkpoint``; its test metrics."""
+    check_stage1_checkpoint(checkpoint)
     cfg = load_config(probe_config, {**args.cfg_options,
                                      **args.probe_options})
     cfg.model.backbone.init_cfg = dict(

@@ -18,6 +18,7 @@ import argparse
 import json
 import os.path as osp
 import sys
+import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -112,6 +113,39 @@ def group_accuracy(predictions: np.ndarray, labels: np.ndarray,
     return results
 
 
+def load_weights(model, checkpoint: str) -> Dict[str, list]:
+    """Load ``checkpoint``'s weights into ``model``, non-strictly.
+
+    The file goes through MMEngine's ``CheckpointLoader``, which ``import
+    mmlt`` restricts to torch's weights-only unpickler: a file that pickles
+    anything else, or cannot be read, raises
+    :class:`mmlt.utils.checkpoint.CheckpointLoadError` naming it. Nothing
+    else in the checkpoint (its stored config text included) is used.
+
+    Returns:
+        dict[str, list]: ``missing``, ``unexpected`` and ``mismatched``
+        (shape) keys; if any, a warning names the file and their counts.
+    """
+    import mmlt  # noqa: F401  (weights-only checkpoint loaders)
+    from mmengine.runner import CheckpointLoader
+
+    from mmlt.engine.hooks.checkpoint_check_hook import compare_state_dicts
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state_dict = loaded.get('state_dict', loaded) if isinstance(
+        loaded, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'checkpoint {checkpoint} holds no state_dict')
+    diff = compare_state_dicts(model, state_dict)
+    if any(diff.values()):
+        warnings.warn(
+            f'checkpoint {checkpoint} does not fit the model: '
+            f'{len(diff["missing"])} keys missing in the checkpoint, '
+            f'{len(diff["unexpected"])} only in the checkpoint, '
+            f'{len(diff["mismatched"])} of another shape; the layers not '
+            'loaded keep their initial values.')
+    return diff
+
+
 def evaluate(cfg,
              checkpoint: Optional[str],
              k: int = 200,
@@ -125,11 +159,11 @@ def evaluate(cfg,
     """
     import mmlt  # noqa: F401  (registers mmlt and applies mmlt.compat)
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.runner import Runner
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_weights(model, checkpoint)
     model.to(device).eval()
     train_loader = Runner.build_dataloader(cfg.knn_train_dataloader)
     test_loader = Runner.build_dataloader(cfg.knn_test_dataloader)

@@ -17,6 +17,9 @@ from mmengine.runner import find_latest_checkpoint
 
 from mmlt.registry import HOOKS
 
+#: ``checkpoint['meta']`` key holding the model's head type, a plain string.
+HEAD_KEY = 'mmlt_head'
+
 
 def _summary(keys: List[str], limit: int = 6) -> str:
     """Keys grouped by their first two components, e.g. ``head.contrast_branch
@@ -30,17 +33,29 @@ def _summary(keys: List[str], limit: int = 6) -> str:
     return ', '.join(parts[:limit]) + (f' and {more} more' if more > 0 else '')
 
 
-def _head_of(config_text: Optional[str]) -> Optional[str]:
-    """``model.head.type`` (or ``roi_head.bbox_head.type``) of a config."""
-    if not config_text:
+def head_type(model_cfg) -> Optional[str]:
+    """``type`` of a model config's head (detectors: ``roi_head.bbox_head``).
+
+    Reads an already parsed config (a dict), never config text.
+    """
+    if not isinstance(model_cfg, dict):
         return None
-    try:
-        from mmengine.config import Config
-        model = Config.fromstring(config_text, '.py').get('model', {})
-    except Exception:  # a config that no longer parses: nothing to report
-        return None
-    head = model.get('head') or model.get('roi_head', {}).get('bbox_head')
-    return head.get('type') if isinstance(head, dict) else None
+    head = model_cfg.get('head')
+    if head is None and isinstance(model_cfg.get('roi_head'), dict):
+        head = model_cfg['roi_head'].get('bbox_head')
+    name = head.get('type') if isinstance(head, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _stored_head(checkpoint) -> Optional[str]:
+    """The head type a checkpoint recorded when it was saved
+    (``meta['mmlt_head']``); None for other checkpoints or any other
+    value."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    head = meta.get(HEAD_KEY) if isinstance(meta, dict) else None
+    if isinstance(head, str) and head.isprintable() and len(head) <= 200:
+        return head
+    return None
 
 
 def compare_state_dicts(model: torch.nn.Module, state_dict: dict) -> dict:
@@ -89,12 +104,25 @@ class CheckpointCheckHook(Hook):
     weights for testing or fine-tuning (``load_from``) it is a warning. The
     message names the checkpoint, the config, both heads and the keys that
     differ.
+
+    The checkpoint's head is the plain string that this hook stores in
+    ``meta['mmlt_head']`` at save time; checkpoints without it are compared
+    by keys and shapes alone. Nothing from the checkpoint is executed.
     """
 
     priority = 'VERY_HIGH'
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        head = head_type(runner.cfg.get('model'))
+        if head is not None:
+            checkpoint.setdefault('meta', {})[HEAD_KEY] = head
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not isinstance(checkpoint, dict):
+            return  # not a checkpoint; MMEngine's load reports it
         state_dict = checkpoint.get('state_dict', checkpoint)
+        if not isinstance(state_dict, dict):
+            return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         diff = compare_state_dicts(model, state_dict)
@@ -109,11 +137,11 @@ class CheckpointCheckHook(Hook):
             f'checkpoint {path or "(given)"} does not fit the model of '
             f'{osp.basename(str(config))}:'
         ]
-        theirs = _head_of(checkpoint.get('meta', {}).get('cfg'))
-        ours = _head_of(runner.cfg.pretty_text) if hasattr(
-            runner.cfg, 'pretty_text') else None
+        theirs = _stored_head(checkpoint)
+        ours = head_type(runner.cfg.get('model'))
         if theirs or ours:
-            lines.append(f'  head: checkpoint {theirs}, config {ours}')
+            lines.append(f'  head: checkpoint {theirs or "(not recorded)"}, '
+                         f'config {ours}')
         if diff['mismatched']:
             lines.append('  different shapes: ' +
                          '; '.join(diff['mismatched'][:4]) +
