@@ -102,3 +102,87 @@ class CrashAfterIter(Hook):
                          outputs=None):
         if runner.iter + 1 == self.iteration:
             raise RuntimeError('simulated crash')
+
+
+class _FirstBatches:
+    """A DataLoader that yields only its first ``num`` batches; everything
+    else (sampler, batch_sampler, dataset) is the loader's."""
+
+    def __init__(self, loader, num):
+        self.loader, self.num = loader, num
+
+    def __iter__(self):
+        for index, batch in enumerate(self.loader):
+            if index == self.num:
+                return
+            yield batch
+
+    def __len__(self):
+        return min(self.num, len(self.loader))
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+@HOOKS.register_module()
+class StopEpochAfterIters(Hook):
+    """Epoch-based loops: every epoch ends after ``iters`` batches (the
+    DDP matrix trains each config for 2 iterations). Iteration-based loops
+    are left as they are (set ``max_iters``)."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, iters):
+        self.iters = iters
+
+    def before_train(self, runner):
+        from mmengine.runner import EpochBasedTrainLoop
+        loop = runner.train_loop
+        if isinstance(loop, EpochBasedTrainLoop):
+            loop.dataloader = _FirstBatches(loop.dataloader, self.iters)
+            loop._max_iters = loop._max_epochs * len(loop.dataloader)
+
+
+@HOOKS.register_module()
+class RecordTrainedSamples(Hook):
+    """What each rank trains, and what a (resumed) run starts from.
+
+    Appends one JSON line per iteration to
+    ``work_dir/samples_rank{r}.jsonl`` (rank, world size, epoch, iteration,
+    the sampler's seed and the batch's ``sample_idx``), and saves the
+    model's and optimizer's state and the counters at ``before_train``,
+    i.e. after any resume, to ``work_dir/start_rank{r}.pth``.
+    """
+    priority = 'LOWEST'
+
+    def before_train(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        torch.save(
+            dict(
+                state_dict={
+                    k: v.detach().cpu().clone()
+                    for k, v in model.state_dict().items()
+                },
+                optimizer=runner.optim_wrapper.state_dict(),
+                epoch=runner.epoch,
+                iter=runner.iter,
+                max_iters=runner.max_iters),
+            osp.join(runner.work_dir, f'start_rank{get_rank()}.pth'))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        import json
+
+        from mmengine.dist import get_world_size
+        record = dict(
+            rank=get_rank(),
+            world_size=get_world_size(),
+            epoch=runner.epoch,
+            iter=runner.iter,
+            seed=getattr(runner.train_dataloader.sampler, 'seed', None),
+            samples=[
+                int(sample.metainfo['sample_idx'])
+                for sample in data_batch['data_samples']
+            ])
+        path = osp.join(runner.work_dir, f'samples_rank{get_rank()}.jsonl')
+        with open(path, 'a') as f:
+            f.write(json.dumps(record) + '\n')

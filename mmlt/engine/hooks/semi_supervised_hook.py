@@ -53,8 +53,11 @@ class SemiSupervisedHook(Hook):
     def before_train_epoch(self, runner) -> None:
         # The sampler's own epoch length: a resumed epoch's loader is
         # shorter (ExactResumeHook skips what was trained).
+        # Only the first epoch of a run can be a resumed, part-done one
+        # (later epochs always start fresh, whatever the world size was).
+        first, self._started = not getattr(self, '_started', False), True
         epoch_length = runner.train_dataloader.sampler.num_batches
-        if runner.iter != runner.epoch * epoch_length:
+        if first and runner.iter != runner.epoch * epoch_length:
             return  # resumed inside this epoch: keep its counts
         for head in self._heads(runner):
             head.reset_pseudo_label_counts()
