@@ -13,13 +13,19 @@ and names the upstream issue it works around.
    pickle's ``builtins.getattr`` to a getattr that only returns the statistics
    methods of ``HistoryBuffer``. A checkpoint with any other pickled object is
    still refused by torch's safe unpickler.
-2. Distributed training on a machine without a GPU (mmengine 0.10.x):
-   ``init_dist`` calls ``torch.cuda.set_device`` before ``init_process_group``
-   (fails with "Found no NVIDIA driver" even with ``backend='gloo'``), the
-   default backend is ``nccl``, and the runner wraps a CPU model in DDP with
+2. Distributed training on a machine without a GPU (mmengine < 0.11; seen
+   in 0.10.7, the latest release): ``init_dist`` calls
+   ``torch.cuda.set_device`` before ``init_process_group`` (fails with "Found
+   no NVIDIA driver" even with ``backend='gloo'``), the default backend is
+   ``nccl``, and the runner wraps a CPU model in DDP with
    ``device_ids=[local_rank]``, which torch rejects. Without CUDA we skip the
-   ``set_device`` step, fall back from ``nccl`` to ``gloo`` and drop
-   ``device_ids``.
+   ``set_device`` step and drop ``device_ids``. ``nccl`` becomes ``gloo``
+   (with a warning) only where nothing suggests GPUs: when the machine looks
+   like a GPU node (:func:`gpu_signals`) training stops with
+   :func:`check_gpu_expected`'s message unless the config asks for ``gloo``
+   or ``MMLT_ALLOW_CPU=1`` is set. The runner also gives a config's
+   ``find_unused_parameters`` to a DDP wrapper built from
+   ``model_wrapper_cfg`` (mmengine only gives it to its default wrapper).
 3. lvis-api 0.5.3 (lvis-dataset/lvis-api, ``np.float`` in ``lvis/eval.py``)
    uses numpy aliases that numpy 1.24 removed, and fails at the end of every
    LVIS evaluation. We give the ``lvis`` modules (and only them) a numpy view
@@ -30,7 +36,11 @@ import contextlib
 import functools
 import importlib.abc
 import importlib.util
+import os
 import pickle
+import re
+import shutil
+import subprocess
 import sys
 import types
 import warnings
@@ -118,8 +128,187 @@ def _allow_mmengine_checkpoints():
 # ---------------------------------------------------------------------------
 
 
+#: Set to 1 (or true/yes/on) to train on the CPU on a machine that looks like
+#: a GPU node (docs/gpu.md).
+ALLOW_CPU_ENV = 'MMLT_ALLOW_CPU'
+
+#: Seconds that ``nvidia-smi`` may take to report the driver version.
+NVIDIA_SMI_TIMEOUT = 10.0
+
+
+def _mmengine_version():
+    import mmengine
+    from mmengine.utils import digit_version
+    return digit_version(mmengine.__version__)
+
+
 def _cuda_usable():
     return torch.cuda.is_available()
+
+
+def _lists_devices(value: str) -> bool:
+    """Whether a ``CUDA_VISIBLE_DEVICES``-style list names a device.
+
+    ``''``, ``'-1'`` (mmengine's way to ask for the CPU) and Slurm's
+    ``'NoDevFiles'`` hide every device; CUDA stops at the first invalid
+    entry, so only the first one counts.
+    """
+    first = value.split(',')[0].strip()
+    return bool(first) and not first.startswith('-') and (first.lower()
+                                                          != 'nodevfiles')
+
+
+def _counts_gpus(value: str) -> bool:
+    """Whether a Slurm ``[type:]count[,...]`` GPU request asks for a GPU."""
+    for item in value.split(','):
+        tail = item.strip().rsplit(':', 1)[-1]
+        if not tail:
+            continue
+        digits = re.match(r'\d+', tail)
+        if digits is None or int(digits.group()) > 0:
+            return True  # a type without a count means one GPU
+    return False
+
+
+def gpu_signals(environ=None) -> list:
+    """The signs that this process is meant to run on NVIDIA GPUs.
+
+    Args:
+        environ (Mapping, optional): The environment to read. Defaults to
+            ``os.environ``.
+
+    Returns:
+        list[str]: One readable entry per sign: ``CUDA_VISIBLE_DEVICES``
+        naming a device, a Slurm GPU allocation (``SLURM_JOB_GPUS``,
+        ``SLURM_STEP_GPUS``, ``SLURM_GPUS*``), an ``nvidia-smi`` on the
+        ``PATH``. Empty where nothing suggests GPUs.
+    """
+    env = os.environ if environ is None else environ
+    signals = []
+    visible = env.get('CUDA_VISIBLE_DEVICES')
+    if visible is not None and _lists_devices(visible):
+        signals.append(f'CUDA_VISIBLE_DEVICES={visible}')
+    for name in sorted(env):
+        value = env[name]
+        if name in ('SLURM_JOB_GPUS', 'SLURM_STEP_GPUS'):
+            found = _lists_devices(value)
+        elif name.startswith('SLURM_GPUS'):
+            found = _counts_gpus(value)
+        else:
+            continue
+        if found:
+            signals.append(f'{name}={value}')
+    if shutil.which('nvidia-smi', path=env.get('PATH')) is not None:
+        signals.append('nvidia-smi on the PATH')
+    return signals
+
+
+def nvidia_driver(timeout: float = None) -> str:
+    """The NVIDIA driver version that ``nvidia-smi`` reports, for messages.
+
+    Args:
+        timeout (float, optional): Seconds to wait for ``nvidia-smi``.
+            Defaults to :data:`NVIDIA_SMI_TIMEOUT`.
+
+    Returns:
+        str: The version of the first GPU's driver (e.g. ``'550.54.15'``),
+        or ``'none found'`` followed by the reason in parentheses.
+    """
+    exe = shutil.which('nvidia-smi')
+    if exe is None:
+        return 'none found (no nvidia-smi on the PATH)'
+    try:
+        out = subprocess.run(
+            [exe, '--query-gpu=driver_version', '--format=csv,noheader'],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT if timeout is None else timeout)
+    except subprocess.TimeoutExpired:
+        return 'none found (nvidia-smi did not answer)'
+    except OSError as error:
+        return f'none found (nvidia-smi: {error})'
+    lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode == 0 and lines:
+        return lines[0]
+    said = (lines or [line.strip() for line in out.stderr.splitlines()
+                      if line.strip()] or [f'exit code {out.returncode}'])
+    return f'none found (nvidia-smi: {said[0]})'
+
+
+def cpu_opted_in() -> bool:
+    """Whether training on the CPU was asked for explicitly.
+
+    Returns:
+        bool: ``MMLT_ALLOW_CPU`` is set to 1/true/yes/on, or this process is
+        in a ``gloo`` process group (a config's
+        ``env_cfg.dist_cfg.backend='gloo'`` that :func:`check_gpu_expected`
+        already accepted when the group was made).
+    """
+    value = os.environ.get(ALLOW_CPU_ENV, '').strip().lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    dist = torch.distributed
+    return (dist.is_available() and dist.is_initialized()
+            and dist.get_backend() == 'gloo')
+
+
+def gpu_missing_message(what: str, signals: list, driver: str,
+                        distributed: bool = False) -> str:
+    """The error of a GPU node on which torch sees no GPU.
+
+    Args:
+        what (str): What would have run on the CPU, e.g. ``'--amp'``.
+        signals (list[str]): :func:`gpu_signals`.
+        driver (str): :func:`nvidia_driver`.
+        distributed (bool): Also name the config's ``gloo`` opt-in.
+
+    Returns:
+        str: The message: torch's build and CUDA version, the driver found
+        and the ways out.
+    """
+    cuda = torch.version.cuda
+    if cuda is None:
+        build = (f'torch {torch.__version__} is a CPU-only build '
+                 '(torch.version.cuda is None)')
+        fix = 'install a CUDA build of torch that this driver supports'
+    else:
+        build = (f'torch {torch.__version__} is built for CUDA {cuda} '
+                 '(torch.version.cuda)')
+        fix = (f'upgrade the NVIDIA driver to one that supports CUDA {cuda}, '
+               'or install a torch build for the CUDA version the driver '
+               'supports (the header of `nvidia-smi`; docs/gpu_install.md)')
+    opt_in = f'set {ALLOW_CPU_ENV}=1'
+    if distributed:
+        opt_in += " or env_cfg=dict(dist_cfg=dict(backend='gloo'))"
+    return (f'mmlt: {what} would run on the CPU, but this machine looks like '
+            f'a GPU node ({"; ".join(signals)}) and torch sees no GPU '
+            '(torch.cuda.is_available() is False), so training stops here.\n'
+            f'  {build}\n'
+            f'  NVIDIA driver: {driver}\n'
+            f'Fix: {fix}. To train on the CPU on purpose, {opt_in}.')
+
+
+def check_gpu_expected(what: str, distributed: bool = False) -> None:
+    """Stop a run that would fall back to the CPU on a GPU node.
+
+    Nothing happens when torch sees a GPU, when nothing suggests GPUs
+    (:func:`gpu_signals`) or when the CPU was asked for
+    (:func:`cpu_opted_in`).
+
+    Args:
+        what (str): What would run on the CPU, for the message.
+        distributed (bool): The message also names the ``gloo`` opt-in.
+
+    Raises:
+        RuntimeError: GPUs are expected but torch sees none; the message
+            names torch's CUDA version, the driver found and the fixes.
+    """
+    if _cuda_usable() or cpu_opted_in():
+        return
+    signals = gpu_signals()
+    if signals:
+        raise RuntimeError(
+            gpu_missing_message(what, signals, nvidia_driver(), distributed))
 
 
 @contextlib.contextmanager
@@ -139,11 +328,21 @@ def _cpu_safe_init(init_fn):
         if _cuda_usable():
             return init_fn(backend, *args, **kwargs)
         if backend == 'nccl':
+            check_gpu_expected(
+                "distributed training with backend='nccl'", distributed=True)
             warnings.warn(
                 'mmlt: CUDA is not available, so the distributed backend '
-                "'nccl' was replaced by 'gloo'. Set "
+                "'nccl' was replaced by 'gloo' (nothing suggests GPUs here, "
+                f'or {ALLOW_CPU_ENV}=1). Set '
                 "env_cfg=dict(dist_cfg=dict(backend='gloo')) to silence this.")
             backend = 'gloo'
+        else:
+            signals = gpu_signals()
+            if signals:
+                warnings.warn(
+                    f'mmlt: training on the CPU with backend={backend!r} as '
+                    'configured, although this machine looks like a GPU node '
+                    f'({"; ".join(signals)}) and torch sees no GPU.')
         with _no_cuda_set_device():
             return init_fn(backend, *args, **kwargs)
 
@@ -166,9 +365,36 @@ def _cpu_safe_ddp_init(ddp_init):
     return wrapper
 
 
+def _config_find_unused_parameters(wrap_model):
+    """``Runner.wrap_model`` that also gives ``cfg.find_unused_parameters``
+    to a DDP wrapper built from ``model_wrapper_cfg`` (unless that sets it)."""
+
+    @functools.wraps(wrap_model)
+    def wrapper(self, model_wrapper_cfg, model):
+        cfg = getattr(self, 'cfg', None)
+        if (isinstance(model_wrapper_cfg, dict)
+                and 'find_unused_parameters' not in model_wrapper_cfg
+                and cfg is not None and 'find_unused_parameters' in cfg):
+            from mmengine.registry import MODEL_WRAPPERS
+            wrapper_type = MODEL_WRAPPERS.get(
+                model_wrapper_cfg.get('type', 'MMDistributedDataParallel'))
+            if isinstance(wrapper_type, type) and issubclass(
+                    wrapper_type, torch.nn.parallel.DistributedDataParallel):
+                model_wrapper_cfg = type(model_wrapper_cfg)(
+                    model_wrapper_cfg,
+                    find_unused_parameters=cfg.find_unused_parameters)
+        return wrap_model(self, model_wrapper_cfg, model)
+
+    wrapper._mmlt_cpu_safe = True
+    return wrapper
+
+
 def _allow_cpu_distributed():
+    if _mmengine_version() >= (0, 11):
+        return False  # re-check these mmengine internals before extending
     from mmengine.dist import utils as dist_utils
     from mmengine.model.wrappers import MMDistributedDataParallel
+    from mmengine.runner import Runner
     for name in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi'):
         fn = getattr(dist_utils, name, None)
         if fn is not None and not getattr(fn, '_mmlt_cpu_safe', False):
@@ -176,6 +402,10 @@ def _allow_cpu_distributed():
     init = MMDistributedDataParallel.__init__
     if not getattr(init, '_mmlt_cpu_safe', False):
         MMDistributedDataParallel.__init__ = _cpu_safe_ddp_init(init)
+    wrap_model = Runner.wrap_model
+    if not getattr(wrap_model, '_mmlt_cpu_safe', False):
+        Runner.wrap_model = _config_find_unused_parameters(wrap_model)
+    return True
 
 
 # ---------------------------------------------------------------------------

@@ -8,8 +8,16 @@ MMEngine's ``AmpOptimWrapper`` skips a step whose fp16 gradients overflow
   step, as the logger's ``loss.item()`` already does; the decision is the
   same on every rank because it is taken after DDP has averaged the
   gradients), so momentum and weights are untouched;
+- put the BatchNorm running statistics (``running_mean``, ``running_var``,
+  ``num_batches_tracked``) of a skipped step back to what they were before
+  its batches: the forward moved them before the gradients were known. They
+  are copied on the device when the model enters :meth:`optim_context` at
+  the start of an accumulation window and copied back in :meth:`step`, so no
+  host read is added;
 - raise after ``max_nonfinite_steps`` consecutive skipped steps, naming the
   iteration and the likely fixes, instead of training on garbage;
+- refuse to start on the CPU where GPUs are expected but torch sees none
+  (:func:`mmlt.compat.check_gpu_expected`; ``MMLT_ALLOW_CPU=1`` opts in);
 - (``mmlt.AmpOptimWrapper``) run mixed precision on CUDA exactly as
   MMEngine's wrapper (fp16 autocast + dynamic loss scaling), and on a CPU
   with bfloat16 autocast and no loss scaling (bfloat16 has float32's range).
@@ -24,8 +32,30 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper as MMEngineAmpOptimWrapper
 from mmengine.optim import OptimWrapper
 
+from mmlt.compat import check_gpu_expected
 from mmlt.registry import OPTIM_WRAPPERS
 from mmlt.utils.validation import check_int
+
+#: The buffers of a normalisation layer that its training forward updates.
+NORM_STATISTICS = ('running_mean', 'running_var', 'num_batches_tracked')
+
+
+def norm_statistics(model: torch.nn.Module) -> list:
+    """The running statistics of every normalisation layer of ``model``.
+
+    Args:
+        model (nn.Module): The model, wrapped or not.
+
+    Returns:
+        list[Tensor]: The buffers named in :data:`NORM_STATISTICS` of every
+        submodule (torch's BatchNorm and SyncBatchNorm, mmcv's
+        SyncBatchNorm, tracking InstanceNorm), in module order.
+    """
+    return [
+        buffer for module in model.modules()
+        for name, buffer in module.named_buffers(recurse=False)
+        if name in NORM_STATISTICS
+    ]
 
 
 class _SkipNonFiniteSteps:
@@ -36,6 +66,32 @@ class _SkipNonFiniteSteps:
                                              max_nonfinite_steps)
         self.consecutive_nonfinite_steps = 0
         self.skipped_steps = 0
+        self._norm_live = None  # the model's statistics, while a step is due
+        self._norm_saved = None  # their copy from the window's first batch
+
+    def _save_norm_statistics(self, model: torch.nn.Module) -> None:
+        """Copy the model's normalisation statistics, on their device, at the
+        first batch of an accumulation window."""
+        window_start = self._inner_count % self._accumulative_counts == 0
+        if self._norm_live is not None and not window_start:
+            return  # later batches of the window: keep the first copy
+        live = norm_statistics(model)
+        saved = self._norm_saved
+        if saved is None or len(saved) != len(live) or any(
+                s.shape != b.shape or s.dtype != b.dtype
+                or s.device != b.device for s, b in zip(saved, live)):
+            self._norm_saved = [b.detach().clone() for b in live]
+        elif live:
+            with torch.no_grad():
+                torch._foreach_copy_(saved, live)
+        self._norm_live = live
+
+    def _settle_norm_statistics(self, finite: bool) -> None:
+        """At a step: restore the window's statistics if it is skipped."""
+        live, self._norm_live = self._norm_live, None
+        if not finite and live:
+            with torch.no_grad():
+                torch._foreach_copy_(live, self._norm_saved)
 
     def _gradients_are_finite(self) -> bool:
         grads = [
@@ -83,14 +139,22 @@ class SkipNonFiniteOptimWrapper(_SkipNonFiniteSteps, OptimWrapper):
     """
 
     def __init__(self, max_nonfinite_steps: int = 10, **kwargs) -> None:
+        check_gpu_expected('training')
         super().__init__(**kwargs)
         self._init_skipping(max_nonfinite_steps)
 
     def step(self, **kwargs) -> None:
         finite = self._gradients_are_finite()
+        self._settle_norm_statistics(finite)
         self._record(finite)
         if finite:
             super().step(**kwargs)
+
+    @contextmanager
+    def optim_context(self, model):
+        self._save_norm_statistics(model)
+        with super().optim_context(model):
+            yield
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -118,6 +182,7 @@ class AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
         if self.device_type == 'cuda':
             super().__init__(loss_scale=loss_scale, dtype=dtype, **kwargs)
         else:
+            check_gpu_expected('--amp (bfloat16 autocast)')
             # MMEngine's __init__ refuses a machine without a GPU; bfloat16
             # needs no loss scaler.
             OptimWrapper.__init__(self, **kwargs)
@@ -136,6 +201,7 @@ class AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
 
     def step(self, **kwargs) -> None:
         finite = self._gradients_are_finite()
+        self._settle_norm_statistics(finite)
         self._record(finite)
         if self.loss_scaler is not None:
             # GradScaler skips the step itself and lowers the scale.
@@ -160,6 +226,7 @@ class AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
 
     @contextmanager
     def optim_context(self, model):
+        self._save_norm_statistics(model)
         if self.loss_scaler is not None:
             with super().optim_context(model):
                 yield
