@@ -140,7 +140,7 @@ class Variant:
             self.hook.before_train_epoch(self.runner)
         with autocast():
             log_vars = self.model.train_step(self.batch, self.optim_wrapper)
-        return {k: float(v) for k, v in log_vars.items()}
+        return {k: float(v.detach()) for k, v in log_vars.items()}
 
 
 def time_steps(variants, reps, warmup):
@@ -164,17 +164,25 @@ def time_steps(variants, reps, warmup):
     return times
 
 
-def time_heads(variants, batch_size, reps):
-    """Head forward + backward on fixed pooled features (3 views)."""
+def head_inputs(batch_size, num_classes, device, seed=1):
+    """Pooled 3-view features ``(3 B, 2048)`` and ``B`` labelled samples,
+    both on ``device`` (``head.loss`` does not move them)."""
     import torch
     from mmpretrain.structures import DataSample
-    generator = torch.Generator().manual_seed(1)
-    feats = torch.randn(
-        3 * batch_size, 2048, generator=generator).relu().to(DEVICE)
-    num_classes = variants[0].model.head.num_classes
+    generator = torch.Generator().manual_seed(seed)
+    feats = torch.randn(3 * batch_size, 2048, generator=generator).relu()
     labels = torch.randint(0, num_classes, (batch_size, ),
                            generator=generator)
-    samples = [DataSample().set_gt_label(int(y)) for y in labels]
+    samples = [
+        DataSample().set_gt_label(int(y)).to(device) for y in labels
+    ]
+    return feats.to(device), samples
+
+
+def time_heads(variants, batch_size, reps):
+    """Head forward + backward on fixed pooled features (3 views)."""
+    feats, samples = head_inputs(batch_size,
+                                 variants[0].model.head.num_classes, DEVICE)
     times = {v.name: [] for v in variants}
     for rep in range(reps + 2):
         for variant in variants:
@@ -211,14 +219,10 @@ def time_window_swap(variant, reps=5):
 
 def print_head_products(variants, batch_size):
     """The dtype of every matrix product of one head loss per variant."""
-    import sys
-
-    import torch
-    from mmpretrain.structures import DataSample
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from bench_proco_loss import product_dtypes
-    feats = torch.randn(3 * batch_size, 2048, device=DEVICE).relu()
-    samples = [DataSample().set_gt_label(i) for i in range(batch_size)]
+    feats, samples = head_inputs(batch_size,
+                                 variants[0].model.head.num_classes, DEVICE)
     print('Matrix products of one head loss + backward (inputs, dtypes):')
     for variant in variants:
 
@@ -244,7 +248,7 @@ def profile_step(variant, rows=20):
         sort_by='self_cpu_time_total', row_limit=rows))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--batch', type=int, default=4,
                         help='images per step (x 3 views)')
@@ -260,7 +264,7 @@ def main():
                         help='autocast: bfloat16 on a CPU, float16 on CUDA')
     parser.add_argument('--profile', action='store_true',
                         help='profile one step of each contrastive variant')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
     torch.set_num_threads(args.threads)

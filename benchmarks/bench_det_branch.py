@@ -98,9 +98,9 @@ def count_foreground(model):
     seen = []
     original = bbox_head.loss_contrast
 
-    def counting(features, labels):
-        seen.append(int(labels.numel()))
-        return original(features, labels)
+    def counting(fg_shared_feats, fg_labels, *args, **kwargs):
+        seen.append(int(fg_labels.numel()))
+        return original(fg_shared_feats, fg_labels, *args, **kwargs)
 
     bbox_head.loss_contrast = counting
     return seen
@@ -116,11 +116,18 @@ def time_branch(model, num_rois, reps):
             num_rois, bbox_head.fc_out_channels, generator=generator))
     labels = torch.randint(
         0, bbox_head.num_classes, (num_rois, ), generator=generator)
+    # IoU weights where the RoI head passes them (contrast_iou_weight).
+    roi_head = model.roi_head
+    weights = None
+    if getattr(roi_head, 'contrast_iou_weight', False):
+        low = roi_head.contrast_iou_thr
+        weights = low + (1 - low) * torch.rand(num_rois, generator=generator)
     times = []
     for _ in range(reps):
         feats_ = feats.clone().requires_grad_()
         start = time.perf_counter()
-        loss = bbox_head.loss_contrast(feats_, labels)['loss_contrast']
+        loss = bbox_head.loss_contrast(feats_, labels,
+                                       weights)['loss_contrast']
         loss.backward()
         times.append(time.perf_counter() - start)
     bbox_head.zero_grad(set_to_none=True)
@@ -137,6 +144,8 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--gts', type=int, default=40)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--branch-reps', type=int, default=20,
+                        help='repetitions of the branch-alone timing')
     args = parser.parse_args(argv)
 
     import torch
@@ -182,8 +191,8 @@ def main(argv=None):
         median = statistics.median(times[name])
         fg = statistics.median(foreground[name])
         model = models[name][0]
-        branch = time_branch(model, int(fg), 20)
-        branch_max = time_branch(model, 256, 20)
+        branch = time_branch(model, int(fg), args.branch_reps)
+        branch_max = time_branch(model, 256, args.branch_reps)
         print(f'{name}: median step {median:.3f} s; step ratio '
               f'{name}/none = {paired:.3f} (paired median), '
               f'{median / none_median:.3f} (ratio of medians); '

@@ -6,6 +6,7 @@ Run from the repository root (CPU; a few minutes on 2 cores)::
     python benchmarks/bench_proco_loss.py            # all configurations
     python benchmarks/bench_proco_loss.py --quick    # fewer repetitions, no
                                                      # literal run at p = 2048
+    python benchmarks/bench_proco_loss.py --configs 32,1000,1024  # one
     python benchmarks/bench_proco_loss.py --profile 32,8142,1024
     python benchmarks/bench_proco_loss.py --device cuda --amp   # on a GPU
 
@@ -323,7 +324,21 @@ def fmt_mib(value):
     return 'n/a' if value is None else f'{value:.0f}'
 
 
-def main():
+def fmt_speedup(ratio):
+    """Eight characters: whole numbers from 10x up, two decimals below."""
+    return f'{ratio:7.0f}x' if ratio >= 10 else f'{ratio:7.2f}x'
+
+
+def parse_config(text):
+    """``'B,C,P'`` -> ``(B, C, P)``."""
+    values = tuple(int(v) for v in text.split(','))
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f'expected three positive integers B,C,P, got {text!r}')
+    return values
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='3 repetitions; no literal run at p = 2048')
@@ -340,10 +355,15 @@ def main():
                         help='where to run mmlt and the matmul')
     parser.add_argument('--amp', action='store_true',
                         help='autocast: bfloat16 on a CPU, float16 on CUDA')
+    parser.add_argument(
+        '--configs', nargs='+', type=parse_config, metavar='B,C,P',
+        default=CONFIGS,
+        help='the (batch, classes, feature dim) to measure; defaults to '
+        + ' '.join(','.join(map(str, c)) for c in CONFIGS))
     parser.add_argument('--worker', choices=['mmlt', 'literal'],
                         help=argparse.SUPPRESS)
     parser.add_argument('--config', help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 10)
 
     if args.worker:
@@ -370,7 +390,7 @@ def main():
           f'{" + autocast" if args.amp else ""}, {args.threads} thread(s), '
           f'{repeats} repetitions (min), tau={TEMPERATURE}')
     rows = []
-    for config in CONFIGS:
+    for config in args.configs:
         mine = run_worker('mmlt', config, repeats, args.threads,
                           args.device, args.amp)
         literal = None
@@ -391,7 +411,7 @@ def _print_row(config, mine, literal):
     line = (f'done {config}: matmul {t["matmul"] * 1e3:.2f} ms, loss '
             f'{t["loss"] * 1e3:.2f} ms, update {t["update"] * 1e3:.2f} ms')
     if literal:
-        line += f', literal loss {literal["time"]["loss"]:.2f} s'
+        line += f', literal loss {literal["time"]["loss"]:.3g} s'
     print(line, flush=True)
 
 
@@ -413,9 +433,10 @@ def _print_tables(rows):
         if literal:
             lt = literal['time']
             literal_cols = (
-                f'{lt["loss"] * 1e3:12.0f} {lt["loss"] / t["loss"]:7.0f}x | '
+                f'{lt["loss"] * 1e3:12.1f} '
+                f'{fmt_speedup(lt["loss"] / t["loss"])} | '
                 f'{lt["update"] * 1e3:11.1f} '
-                f'{lt["update"] / t["update"]:7.0f}x | ' +
+                f'{fmt_speedup(lt["update"] / t["update"])} | ' +
                 f'{abs(literal["first_loss"] / mine["first_loss"] - 1):14.1e}')
         else:
             literal_cols = f'{"-":>12} {"-":>8} | {"-":>11} {"-":>8} | ' \
@@ -467,6 +488,7 @@ def _print_tables(rows):
                            literal['time']['loss'] >= 100 * t['loss']))
         print(f'{str(config):>16}: ' + ', '.join(
             f'{name} {"met" if ok else "MISSED"}' for name, ok in checks))
+
 
 if __name__ == '__main__':
     main()

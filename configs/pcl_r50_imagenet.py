@@ -60,3 +60,17 @@ custom_hooks = [
     dict(type='mmlt.CheckpointCheckHook'),
 ]
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=3))
+
+# Distributed timeout (seconds; MMEngine passes it to init_process_group as a
+# timedelta), to outlast the E-step: the other ranks wait in a broadcast
+# while rank m % world_size runs clustering m. The largest, k = 100,000 on
+# N = 1.28M 128-d features with 20 iterations x 5 restarts, is
+# 2 N k p x 100 = 3.3e15 flop. backend='auto' runs it in faiss on the CPU
+# when faiss is installed, at about 30 GFLOP/s per thread (measured with
+# faiss-cpu 1.15 on a Xeon VM): about 30 thread-hours, 6 h with the 5 CPUs
+# per rank of tools/slurm_train.sh if OMP_NUM_THREADS=5 (MMEngine and
+# torchrun set it to 1 in distributed runs: faiss would then take ~30 h).
+# Hence 8 h, not NCCL's 10 minutes. A crashed rank still ends the job at once
+# (torchrun, srun --kill-on-bad-exit); only a hang waits this long. The
+# backend stays the runtime's.
+env_cfg = dict(dist_cfg=dict(timeout=8 * 3600))

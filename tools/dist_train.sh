@@ -3,8 +3,11 @@
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options]
 # Multi-node: run on every node with the same MASTER_ADDR and PORT, e.g.
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.1.1.1 PORT=29500 bash tools/dist_train.sh CONFIG 8
-# GPUS is the number of processes per node; without a GPU the processes use
-# the gloo backend on the CPU (mmlt switches nccl to gloo when CUDA is absent).
+# GPUS is the number of processes per node. Without CUDA, mmlt replaces nccl
+# by gloo on the CPU (with a warning) only where nothing suggests GPUs; on a
+# machine that looks like a GPU node (CUDA_VISIBLE_DEVICES, Slurm GPU
+# variables, nvidia-smi on the PATH) training stops instead, unless the config
+# sets env_cfg.dist_cfg.backend='gloo' or MMLT_ALLOW_CPU=1 (docs/gpu.md).
 set -e
 CONFIG=$1
 GPUS=$2

@@ -2,7 +2,9 @@
 # Training on a Slurm cluster:
 #   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
 # GPUS (total, default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5),
-# SRUN_ARGS (extra srun options) are read from the environment.
+# SRUN_ARGS (extra srun options) are read from the environment. PORT (default
+# 29500) is exported as MASTER_PORT, the rendezvous port of every task (pick
+# another for a second job on the same nodes).
 set -x
 PARTITION=$1
 JOB_NAME=$2
@@ -14,6 +16,7 @@ CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
 PY_ARGS=${@:5}
+export MASTER_PORT=${PORT:-29500}
 DIR="$(cd "$(dirname "$0")" && pwd)"
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 srun -p "${PARTITION}" \

@@ -25,7 +25,9 @@ custom_hooks = [
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # mmlt falls back to gloo when CUDA is not available
+    # Without CUDA mmlt runs nccl as gloo (with a warning) only where nothing
+    # suggests GPUs; on a GPU node it stops unless backend='gloo' or
+    # MMLT_ALLOW_CPU=1 (mmlt/compat.py, docs/gpu.md).
     dist_cfg=dict(backend='nccl'),
 )
 

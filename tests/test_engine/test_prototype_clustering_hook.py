@@ -1,5 +1,6 @@
-"""PrototypeClusteringHook: identical prototypes on two gloo ranks, and a real
-mmengine Runner that saves and resumes the clustering."""
+"""PrototypeClusteringHook: three clusterings split over two gloo ranks give
+the single-process result, and a real mmengine Runner saves and resumes the
+clustering."""
 import copy
 import time
 from types import SimpleNamespace
@@ -42,12 +43,13 @@ class ToyDataset(Dataset):
 class ToyPCL(BaseModel):
     """A linear encoder, its momentum copy and a ProtoNCE loss."""
 
-    def __init__(self, dim=6, feat_dim=4, momentum=0.5):
+    def __init__(self, dim=6, feat_dim=4, momentum=0.5,
+                 num_clusters=NUM_CLUSTERS):
         super().__init__()
         self.encoder = nn.Linear(dim, feat_dim)
         self.momentum_encoder = copy.deepcopy(
             self.encoder).requires_grad_(False)
-        self.proto_loss = ProtoNCELoss(NUM_CLUSTERS, temperature=0.3)
+        self.proto_loss = ProtoNCELoss(num_clusters, temperature=0.3)
         self.momentum = momentum
 
     def extract_clustering_features(self, data_batch):
@@ -70,14 +72,15 @@ class ToyPCL(BaseModel):
             loss_proto=self.proto_loss(query, torch.as_tensor(sample_idx)))
 
 
-def reference_clustering(model, dataset, hook, epoch):
+def reference_clustering(model, dataset, hook, epoch,
+                         num_clusters=NUM_CLUSTERS):
     """Single-process clustering of all features, as the hook specifies."""
     with torch.no_grad():
         features = model.extract_clustering_features(
             dict(inputs=list(dataset.data)))
     results = []
-    for m, k in enumerate(NUM_CLUSTERS):
-        seed = hook.seed + epoch * len(NUM_CLUSTERS) + m
+    for m, k in enumerate(num_clusters):
+        seed = hook.seed + epoch * len(num_clusters) + m
         result = kmeans(features, k, seed=seed, **hook.kmeans_cfg)
         phi = estimate_concentration(
             features,
@@ -91,9 +94,9 @@ def reference_clustering(model, dataset, hook, epoch):
     return results
 
 
-def make_hook(dataset, **kwargs):
+def make_hook(dataset, batch_size=4, **kwargs):
     return PrototypeClusteringHook(
-        dataloader=dict(dataset=dataset, batch_size=4, num_workers=0),
+        dataloader=dict(dataset=dataset, batch_size=batch_size, num_workers=0),
         kmeans_cfg=KMEANS_CFG,
         **kwargs)
 
@@ -118,38 +121,100 @@ def test_single_process_cluster_matches_reference():
         torch.testing.assert_close(float(phi.mean()), 0.3)
 
 
-def _two_rank_worker(rank, port):
+THREE_CLUSTERINGS = (3, 4, 5)
+BUFFERS = ('prototypes', 'concentrations', 'assignments')
+
+
+def _three_clusterings_setup():
+    """The model, dataset and hook of the 3-clustering tests.
+
+    Features are embedded one sample per batch, so that they are bit for bit
+    the same whether a rank embeds a shard or one process embeds them all.
+    """
+    torch.manual_seed(0)  # the same model on every rank
+    model = ToyPCL(num_clusters=THREE_CLUSTERINGS).double()
+    dataset = ToyDataset(num_samples=37)
+    dataset.data = dataset.data.double()
+    hook = make_hook(dataset, batch_size=1)
+    return model, dataset, hook
+
+
+def _three_clusterings_worker(rank, port):
     init_gloo(rank, port)
     try:
-        torch.manual_seed(0)  # the same model on both ranks
-        model, dataset = ToyPCL().double(), ToyDataset(num_samples=37)
-        dataset.data = dataset.data.double()
-        hook = make_hook(dataset)
+        model, dataset, hook = _three_clusterings_setup()
         runner = SimpleNamespace(model=model, epoch=2, logger=None)
         # each rank embeds its shard only (19 and 18 samples)
-        assert len(list(iter(hook._build_dataloader(runner).sampler))) == \
-            (19 if rank == 0 else 18)
-        hook.cluster(runner)
+        shard = list(iter(hook._build_dataloader(runner).sampler))
+        events = []
+        cluster_one = hook._cluster_one
+        broadcast = torch_dist.broadcast
+
+        def recording_cluster_one(features, k, seed, mean_concentration):
+            events.append(('kmeans', k, seed))
+            return cluster_one(features, k, seed, mean_concentration)
+
+        def recording_broadcast(tensor, src, *args, **kwargs):
+            events.append(('broadcast', src, tuple(tensor.shape)))
+            return broadcast(tensor, src, *args, **kwargs)
+
+        hook._cluster_one = recording_cluster_one
+        torch_dist.broadcast = recording_broadcast
+        try:
+            results = hook.cluster(runner)
+        finally:
+            torch_dist.broadcast = broadcast
         loss = model.proto_loss
-        reference = reference_clustering(model, dataset, hook, epoch=2)
-        for saved, (prototypes, phi,
-                    assignments) in zip(loss.get_prototypes(), reference):
-            assert torch.equal(saved['assignments'], assignments)
-            torch.testing.assert_close(saved['prototypes'], prototypes)
-            torch.testing.assert_close(saved['concentrations'], phi)
-        return {
-            name: getattr(loss, name)
-            for name in ('prototypes', 'concentrations', 'assignments')
-        }
+        return dict(
+            shard=shard,
+            events=events,
+            inertia=[r['inertia'] for r in results],
+            **{name: getattr(loss, name)
+               for name in BUFFERS + ('clustering_epoch', )})
     finally:
         torch_dist.destroy_process_group()
 
 
-def test_two_gloo_ranks_get_identical_prototypes(port):
-    ranks = run_two_ranks(_two_rank_worker, port)
-    for name in ('prototypes', 'concentrations', 'assignments'):
-        assert ranks[0][name].numel() > 0, name
-        assert torch.equal(ranks[0][name], ranks[1][name]), name
+def test_two_gloo_ranks_split_three_clusterings(port):
+    ranks = run_two_ranks(_three_clusterings_worker, port)
+    assert ranks[0]['shard'] == list(range(19))
+    assert ranks[1]['shard'] == list(range(19, 37))
+
+    # Clustering m runs on rank m % 2 with seed + epoch * M + m (seed 0,
+    # epoch 2, M = 3), and a rank runs all its clusterings before the first
+    # broadcast: rank 0 both of its own, then the broadcasts.
+    owned = [[('kmeans', 3, 6), ('kmeans', 5, 8)], [('kmeans', 4, 7)]]
+    for rank, result in enumerate(ranks):
+        kinds = [event[0] for event in result['events']]
+        num_owned = len(owned[rank])
+        assert kinds == ['kmeans'] * num_owned + ['broadcast'] * 12, rank
+        assert result['events'][:num_owned] == owned[rank]
+        # prototypes (k, 4), concentrations (k,), assignments (37,),
+        # inertia (1,) of each clustering, from its owner
+        expected = []
+        for m, k in enumerate(THREE_CLUSTERINGS):
+            expected += [('broadcast', m % 2, shape)
+                         for shape in ((k, 4), (k, ), (37, ), (1, ))]
+        assert result['events'][num_owned:] == expected
+
+    # One process clustering the same features gives the same bits.
+    model, dataset, hook = _three_clusterings_setup()
+    single = hook.cluster(SimpleNamespace(model=model, epoch=2, logger=None))
+    for rank, result in enumerate(ranks):
+        assert int(result['clustering_epoch']) == 2
+        assert result['inertia'] == [r['inertia'] for r in single]
+        for name in BUFFERS:
+            assert torch.equal(result[name], getattr(model.proto_loss,
+                                                     name)), (rank, name)
+    assert ranks[0]['assignments'].shape == (3, 37)
+    # ... which is k-means of the features as the hook specifies.
+    reference = reference_clustering(
+        model, dataset, hook, epoch=2, num_clusters=THREE_CLUSTERINGS)
+    for saved, (prototypes, phi, assignments) in zip(
+            model.proto_loss.get_prototypes(), reference):
+        assert torch.equal(saved['assignments'], assignments)
+        torch.testing.assert_close(saved['prototypes'], prototypes)
+        torch.testing.assert_close(saved['concentrations'], phi)
 
 
 def test_warmup_interval_and_restored_epoch_skip(monkeypatch):

@@ -36,11 +36,16 @@ class PrototypeClusteringHook(Hook):
     3. for every ``k`` in the targets' ``num_clusters``, runs
        :func:`mmlt.models.utils.kmeans` (faiss when installed and
        ``backend='auto'``, torch otherwise) on one rank (clustering ``m`` on
-       rank ``m % world_size``), estimates the concentrations
+       rank ``m % world_size``) and estimates the concentrations
        (:func:`mmlt.models.utils.estimate_concentration`: alpha, percentile
-       clipping, mean ``tau``) and broadcasts centroids, concentrations and
-       assignments from that rank, so that every rank gets exactly the same
-       result;
+       clipping, mean ``tau``). Every rank first computes all the
+       clusterings it owns, concurrently with the other ranks; then the
+       centroids, concentrations and assignments of each clustering are
+       broadcast from its owner, so that every rank gets exactly the same
+       result. With ``M`` clusterings on ``W`` ranks the wall time is that
+       of ``ceil(M / W)`` k-means runs, and a rank waits in a collective for
+       at most the slowest rank's share: the distributed timeout
+       (``env_cfg.dist_cfg.timeout``) must exceed that;
     4. calls ``set_prototypes(prototypes, concentrations, assignments,
        epoch)`` on every module of the model that has it (e.g.
        :class:`mmlt.ProtoNCELoss`).
@@ -293,6 +298,20 @@ class PrototypeClusteringHook(Hook):
                                device=features.device)
         return prototypes, concentration, result.assignments, inertia
 
+    @staticmethod
+    def _empty_outputs(features: torch.Tensor, num_clusters: int):
+        """Receive buffers shaped and typed like :meth:`_cluster_one`'s
+        outputs for ``num_clusters`` clusters of ``features``."""
+        num_samples, feat_dim = features.shape
+        # kmeans clusters half-precision features in float32.
+        centroid_dtype = torch.float32 if features.dtype in (
+            torch.float16, torch.bfloat16) else features.dtype
+        return (features.new_empty(num_clusters, feat_dim,
+                                   dtype=centroid_dtype),
+                features.new_empty(num_clusters),
+                features.new_empty(num_samples, dtype=torch.long),
+                features.new_empty(1, dtype=torch.float64))
+
     def cluster(self, runner) -> List[dict]:
         """Cluster now and update every target (all ranks must call this).
 
@@ -306,27 +325,30 @@ class PrototypeClusteringHook(Hook):
         num_clusters = self._num_clusters(targets)
         mean_concentration = self._mean_concentration(targets)
         features = self.extract_features(runner)
-        num_samples, feat_dim = features.shape
+        num_samples = features.shape[0]
         rank, world_size = get_dist_info()
+        # The seeds and inputs of clustering m do not depend on which rank
+        # runs it or when, so the result is the same for any world size.
+        seeds = [
+            self.seed + epoch * len(num_clusters) + m
+            for m in range(len(num_clusters))
+        ]
+        # 1. Every rank runs the clusterings it owns, all of them before any
+        # collective: the ranks work in parallel.
+        owned = {
+            m: self._cluster_one(features, k, seeds[m], mean_concentration)
+            for m, k in enumerate(num_clusters) if m % world_size == rank
+        }
+        # 2. Each clustering goes from its owner to every other rank; the
+        # receivers know the shapes (k from the config, N from the dataset).
         results = []
         for m, k in enumerate(num_clusters):
-            owner = m % world_size
-            seed = self.seed + epoch * len(num_clusters) + m
-            if rank == owner:
-                outputs = self._cluster_one(features, k, seed,
-                                            mean_concentration)
-            else:
-                outputs = (features.new_empty(k,
-                                              feat_dim), features.new_empty(k),
-                           torch.empty(
-                               num_samples,
-                               dtype=torch.long,
-                               device=features.device),
-                           torch.empty(
-                               1, dtype=torch.float64, device=features.device))
+            outputs = owned.get(m)
+            if outputs is None:
+                outputs = self._empty_outputs(features, k)
             if is_distributed():
                 for tensor in outputs:
-                    torch_dist.broadcast(tensor, src=owner)
+                    torch_dist.broadcast(tensor, src=m % world_size)
             prototypes, concentration, assignments, inertia = outputs
             results.append(
                 dict(
