@@ -12,3 +12,13 @@ _base_ = ['./ce_r50_imagenetlt.py']
 train_dataloader = dict(
     sampler=dict(
         _delete_=True, type='mmlt.ClassAwareSampler', num_samples_cls=4))
+
+# The losses' class prior is the sampled stream's (near-uniform), not the
+# annotation file's: unused by plain cross-entropy, but right for any loss
+# that reads it (logit adjustment would otherwise balance a second time).
+custom_hooks = [
+    dict(type='mmlt.ClassCountsHook', prior='stream'),
+    dict(type='mmlt.VMFWindowHook'),
+    dict(type='mmlt.ExactResumeHook'),
+    dict(type='mmlt.CheckpointCheckHook'),
+]

@@ -86,6 +86,22 @@ def sample_labels(leaf, idx: int) -> np.ndarray:
     return np.asarray(leaf.get_cat_ids(idx), dtype=np.int64)
 
 
+def loader_sampler(loader):
+    """The sampler that decides which indices a DataLoader draws.
+
+    With a batch sampler in the config (MMDetection's
+    ``AspectRatioBatchSampler``) MMEngine builds the loader with
+    ``sampler=None``, and torch then puts a ``SequentialSampler`` in
+    ``loader.sampler``: the real one is ``loader.batch_sampler.sampler``.
+    Without one, torch's ``BatchSampler`` wraps the configured sampler, so
+    the same attribute finds it.
+    """
+    batch_sampler = getattr(loader, 'batch_sampler', None)
+    sampler = getattr(batch_sampler, 'sampler', None)
+    return sampler if sampler is not None else getattr(
+        loader, 'sampler', None)
+
+
 def stream_class_counts(dataset,
                         sampler=None,
                         num_classes: Optional[int] = None) -> np.ndarray:

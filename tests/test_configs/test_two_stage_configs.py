@@ -123,20 +123,41 @@ def test_stage1_head_contrasts_every_view(method):
     losses = head.loss((feats, ), samples)
     assert set(losses) == {'loss_contrast'}
     expected = head.contrast_branch(feats, torch.tensor(labels), 2,
-                                    head.fc.weight)
+                                    head.classifier_weight)
     torch.testing.assert_close(losses['loss_contrast'], expected)
     # ... which differs from contrasting the second view alone
     second_only = head.contrast_branch(feats[len(labels):],
                                        torch.tensor(labels), 1,
-                                       head.fc.weight)
+                                       head.classifier_weight)
     assert not torch.allclose(second_only, expected)
     losses['loss_contrast'].backward()
-    fc_grad = head.fc.weight.grad
     if method == 'mmlt.BCLLoss':
-        # the prototypes (from the classifier rows) learn through BCL alone
-        assert fc_grad is not None and fc_grad.abs().sum() > 0
+        # the prototypes (from the classifier rows) learn through BCL alone;
+        # no bias, which no loss would reach
+        assert head.fc.bias is None
+        assert head.fc.weight.grad.abs().sum() > 0
     else:
-        assert fc_grad is None
+        assert head.fc is None
+    # DDP's condition: every parameter the head holds gets a gradient
+    unused = [name for name, p in head.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+def test_stage1_head_loads_checkpoints_with_the_old_classifier():
+    """Stage-1 checkpoints written when the head built an unused ``fc``
+    load without unexpected keys."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        head = MODELS.build(
+            dict(type='mmlt.ContrastiveClsHead', num_classes=3,
+                 in_channels=8, proj_dims=(16, 6), loss=None,
+                 contrast_loss=dict(type='mmlt.SupConLoss')))
+    state = dict(head.state_dict())
+    state['fc.weight'] = torch.zeros(3, 8)
+    state['fc.bias'] = torch.zeros(3)
+    result = head.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    with pytest.raises(RuntimeError, match='no classifier'):
+        head.predict((torch.randn(2, 8), ))
 
 
 def test_stage1_head_needs_something_to_train():

@@ -21,9 +21,11 @@ view_pipeline = [
         backend='pillow'),
     dict(
         type='RandomApply',
+        # torchvision's jitter: MMPretrain's ColorJitter crashes on negative
+        # hue shifts with numpy 2 (mmcv 2.1), as the DDP matrix found.
         transforms=[
             dict(
-                type='ColorJitter',
+                type='mmlt.ColorJitter',
                 brightness=0.4,
                 contrast=0.4,
                 saturation=0.4,

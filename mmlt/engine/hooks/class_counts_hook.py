@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 
 from mmlt.datasets import lt_base
 from mmlt.registry import HOOKS
-from mmlt.datasets.stream_counts import stream_class_counts
+from mmlt.datasets.stream_counts import loader_sampler, stream_class_counts
 from mmlt.utils.validation import check_choice, check_number
 
 
@@ -61,7 +61,7 @@ class ClassCountsHook(Hook):
         if self.prior == 'stream':
             loader = runner.train_dataloader
             counts = stream_class_counts(
-                loader.dataset, loader.sampler,
+                loader.dataset, loader_sampler(loader),
                 num_classes=len(self._get_counts(runner)))
             runner.logger.info(
                 'ClassCountsHook: priors from the sampled stream (%.0f '

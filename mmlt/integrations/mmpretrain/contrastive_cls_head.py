@@ -102,10 +102,18 @@ class ContrastiveClsHead(ClsHead):
         self.in_channels = in_channels
         self.posthoc_tau = float(posthoc_tau)
 
-        if classifier == 'cosine':
+        # Stage 1 (loss=None) builds only what its loss uses: under DDP a
+        # parameter that no loss reaches stalls the gradient reduction.
+        # BCL's prototypes come from the classifier rows (no bias); ProCo
+        # and SupCon need no classifier at all.
+        needs_rows = loss is not None or self._needs_prototypes(contrast_loss)
+        if not needs_rows:
+            self.fc = None
+        elif classifier == 'cosine':
             self.fc = CosineClassifier(in_channels, num_classes, cosine_scale)
         else:
-            self.fc = nn.Linear(in_channels, num_classes)
+            self.fc = nn.Linear(
+                in_channels, num_classes, bias=loss is not None)
 
         # NaN until ClassCountsHook (or a checkpoint) sets it; a fixed shape,
         # so checkpoints load without a size mismatch.
@@ -130,6 +138,24 @@ class ContrastiveClsHead(ClsHead):
         if class_counts is not None:
             self.set_class_counts(class_counts)
 
+    @staticmethod
+    def _needs_prototypes(contrast_loss) -> bool:
+        """Whether the contrastive loss takes class prototypes (BCL)."""
+        if contrast_loss is None:
+            return False
+        if isinstance(contrast_loss, nn.Module):
+            return bool(getattr(contrast_loss, 'needs_prototypes', False))
+        loss_type = contrast_loss['type']
+        loss_cls = MODELS.get(loss_type) if isinstance(loss_type,
+                                                       str) else loss_type
+        return bool(getattr(loss_cls, 'needs_prototypes', False))
+
+    @property
+    def classifier_weight(self) -> Optional[torch.Tensor]:
+        """The classifier rows ``(C, in_channels)``, None in a stage-1
+        head without a classifier."""
+        return None if self.fc is None else self.fc.weight
+
     def set_class_counts(self, class_counts) -> None:
         """Set the prior used by post-hoc adjustment (the losses get their
         counts from :class:`mmlt.ClassCountsHook` directly)."""
@@ -144,6 +170,13 @@ class ContrastiveClsHead(ClsHead):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         rename_legacy_branch_keys(state_dict, prefix, 'contrast_branch')
+        if self.fc is None or getattr(self.fc, 'bias', None) is None:
+            # Stage-1 checkpoints written when the head still built an
+            # unused classifier (or its unused bias).
+            unused = ('fc.' if self.fc is None else 'fc.bias')
+            for key in [k for k in state_dict
+                        if k.startswith(prefix + unused)]:
+                state_dict.pop(key)
         key = prefix + 'log_prior'
         if key in state_dict and state_dict[key].numel() == 0:
             # Written before the prior had a fixed shape: nothing to load.
@@ -164,7 +197,16 @@ class ContrastiveClsHead(ClsHead):
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Classifier logits of every row."""
-        return self.fc(self.pre_logits(feats))
+        return self._classify(self.pre_logits(feats))
+
+    def _classify(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fc is None:
+            raise RuntimeError(
+                'this head has no classifier (loss=None and a contrastive '
+                'loss without prototypes: stage 1 of two-stage training); '
+                'evaluate the backbone with a linear probe (configs/'
+                'two_stage/linear-probe_*.py) instead')
+        return self.fc(x)
 
     def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
         """Classifier loss on view 1, contrastive loss on the other views."""
@@ -189,7 +231,7 @@ class ContrastiveClsHead(ClsHead):
                 raise ValueError('loss=None and contrast_loss=None: the head '
                                  'has nothing to train')
             losses['loss_contrast'] = self.contrast_branch(
-                x, labels, num_views, self.fc.weight)
+                x, labels, num_views, self.classifier_weight)
             return losses
 
         cls_score = self.fc(x[:batch])
@@ -204,7 +246,7 @@ class ContrastiveClsHead(ClsHead):
 
         if self.contrast_branch is not None and num_views > 1:
             losses['loss_contrast'] = self.contrast_branch(
-                x[batch:], labels, num_views - 1, self.fc.weight)
+                x[batch:], labels, num_views - 1, self.classifier_weight)
         return losses
 
     def predict(self, feats: Tuple[torch.Tensor], data_samples=None):
@@ -213,7 +255,7 @@ class ContrastiveClsHead(ClsHead):
         if data_samples is not None and len(data_samples) and \
                 x.size(0) != len(data_samples):
             x = x[:len(data_samples)]
-        cls_score = self.fc(x)
+        cls_score = self._classify(x)
         if self.posthoc_tau:
             if not self.prior_is_set:
                 raise RuntimeError(

@@ -2,11 +2,13 @@
 from typing import Tuple
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn as nn
 
 from mmlt.evaluation.metrics.long_tail_metric import (GROUP_NAMES,
                                                       split_classes_by_count)
 from mmlt.models.losses import ProCoLoss
+from mmlt.models.utils.dist_utils import is_distributed
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_number
 from .contrastive_cls_head import ContrastiveClsHead
@@ -217,15 +219,25 @@ class FixMatchClsHead(ContrastiveClsHead):
     @torch.no_grad()
     def _count_pseudo_labels(self, unlabeled_samples, pseudo_labels: torch.Tensor,
                              mask: torch.Tensor) -> None:
-        """Add the batch to the per-class counts (if true labels exist)."""
-        if not unlabeled_samples or not all(
-                'true_label' in ds for ds in unlabeled_samples):
-            return
-        true = torch.as_tensor([int(ds.true_label) for ds in unlabeled_samples],
-                               device=mask.device)
+        """Add the batch to the per-class counts (if true labels exist).
+
+        Under DDP the batch's counts are summed over the processes (one
+        ``(3, C)`` all-reduce, no host sync), so every rank holds the counts
+        of the whole stream: the logged rates and the checkpoint are those
+        of all GPUs, not of rank 0's share. Every rank calls this each step.
+        """
         counts = self.pseudo_label_counts
-        mask = mask.to(counts.dtype)
-        counts[0].index_add_(0, true, torch.ones_like(mask))
-        counts[1].index_add_(0, true, mask)
-        counts[2].index_add_(0, true,
-                             mask * (pseudo_labels == true).to(counts.dtype))
+        batch = torch.zeros_like(counts)
+        if unlabeled_samples and all('true_label' in ds
+                                     for ds in unlabeled_samples):
+            true = torch.as_tensor(
+                [int(ds.true_label) for ds in unlabeled_samples],
+                device=mask.device)
+            mask = mask.to(counts.dtype)
+            batch[0].index_add_(0, true, torch.ones_like(mask))
+            batch[1].index_add_(0, true, mask)
+            batch[2].index_add_(
+                0, true, mask * (pseudo_labels == true).to(counts.dtype))
+        if is_distributed():
+            torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
+        counts.add_(batch)

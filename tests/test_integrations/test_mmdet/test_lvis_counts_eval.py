@@ -265,3 +265,41 @@ def test_class_counts_hook_stream_prior(tmp_path):
     assert metric.counts == [1, 1, 4]  # the file's
     with pytest.raises(ValueError, match='prior'):
         ClassCountsHook(prior='sampled')
+
+
+def test_stream_prior_reads_the_batch_samplers_sampler(tmp_path):
+    """With a batch sampler in the config (every LVIS config's
+    AspectRatioBatchSampler) MMEngine builds the DataLoader with
+    ``sampler=None``, so ``loader.sampler`` is torch's SequentialSampler;
+    the stream prior must come from the configured class-aware sampler:
+    hand-worked counts of the test above, 4/3, 4/3, 10/3, not the file's
+    1, 1, 4."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine.runner import Runner
+
+    from mmlt.engine.hooks import ClassCountsHook
+
+    class Target(torch.nn.Module):
+        def set_class_counts(self, counts):
+            self.counts = np.asarray(counts, dtype=float)
+
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    loader = Runner.build_dataloader(
+        dict(
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='ClassAwareSampler', seed=0),
+            batch_sampler=dict(type='AspectRatioBatchSampler'),
+            dataset=tiny_dataset(tmp_path, 'instance')),
+        seed=0)
+    assert isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+    model = torch.nn.Sequential(Target())
+    runner = SimpleNamespace(
+        model=model, _train_loop=None, _train_dataloader=loader,
+        train_dataloader=loader, logger=SimpleNamespace(info=print),
+        _val_loop=None)
+    ClassCountsHook(prior='stream').before_train(runner)
+    np.testing.assert_allclose(model[0].counts, [4 / 3, 4 / 3, 10 / 3])
