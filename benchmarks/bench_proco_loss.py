@@ -82,7 +82,9 @@ def measure(fn):
     seconds = time.perf_counter() - start
     if before is None:
         return seconds, None
-    return seconds, (_status_kib('VmHWM') - before) / 1024
+    # RSS may shrink after the first read (freed pages): the increase of the
+    # peak is never negative.
+    return seconds, max(0.0, (_status_kib('VmHWM') - before) / 1024)
 
 
 def synthetic_data(batch_size, num_classes, feat_dim):
