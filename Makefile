@@ -12,12 +12,12 @@ env:
 demo: env
 	$(PY) tools/demo.py
 
-# The test suite (about 10 minutes on 2 cores once the environment exists).
+# The test suite (about 25 minutes on 2 cores once the environment exists).
 test: env
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
 
 # The development loop: everything except trainings, subprocesses and
-# 2-process jobs (markers in pytest.ini), well under 2 minutes on 2 cores.
+# 2-process jobs (markers in pytest.ini), about 1-2 minutes on 2 cores.
 test-fast: env
 	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow and not dist"
 

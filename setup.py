@@ -22,7 +22,7 @@ setup(
     python_requires='>=3.8',
     # The core (losses, vMF math, hooks, samplers) needs only torch and mmengine.
     install_requires=[
-        'torch>=1.13',
+        'torch>=2.6',
         'numpy',
         'mmengine>=0.10.0,<0.11.0',
     ],
