@@ -12,7 +12,7 @@ env:
 demo: env
 	$(PY) tools/demo.py
 
-# The test suite (about 25 minutes on 2 cores once the environment exists).
+# The test suite (about 15 minutes on 2 cores once the environment exists).
 test: env
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
 
