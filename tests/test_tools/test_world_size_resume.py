@@ -167,27 +167,39 @@ def assert_final_checkpoint(path, world_size, epoch, trained):
 WARNING = 'ExactResumeHook: resuming a checkpoint of {} processes on {}'
 
 
+def crash_then_resume(tmp_path, port, saved_world, world, max_epochs,
+                      checkpoint_iter, epoch, epoch_samples):
+    """Train on ``saved_world`` processes until the crash after
+    ``checkpoint_iter``, check what that checkpoint records, resume it on
+    ``world`` processes; returns (checkpoint, log, first dir, resumed dir)."""
+    crash, cfg = write_configs(tmp_path, max_epochs=max_epochs,
+                               checkpoint_iter=checkpoint_iter)
+    first, resumed = tmp_path / 'first', tmp_path / 'resumed'
+    out = train(crash, first, saved_world, port)
+    assert out.returncode != 0 and 'simulated crash' in out.log, \
+        out.log[-3000:]
+    checkpoint_path = first / f'iter_{checkpoint_iter}.pth'
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    assert checkpoint['exact_resume'] == dict(
+        world_size=saved_world, batch_size=BATCH, epoch=epoch,
+        epoch_samples=epoch_samples, epoch_complete=False)
+
+    out = train(cfg, resumed, world, port + 1, resume=checkpoint_path)
+    assert out.returncode == 0, out.log[-4000:]
+    assert WARNING.format(saved_world, world) in out.log
+    return checkpoint, out.log, first, resumed
+
+
 @pytest.mark.slow
 def test_two_processes_resume_on_one(tmp_path, port):
     # 2 processes: 7 iterations per epoch; iter_10.pth is 3 iterations into
     # epoch 2, so 3 * 8 * 2 = 48 entries of its order were trained.
-    crash, cfg = write_configs(tmp_path, max_epochs=2, checkpoint_iter=10)
-    first, resumed = tmp_path / 'two', tmp_path / 'one'
-    out = train(crash, first, 2, port)
-    assert out.returncode != 0 and 'simulated crash' in out.log, \
-        out.log[-3000:]
-    checkpoint_path = first / 'iter_10.pth'
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
-    assert checkpoint['exact_resume'] == dict(
-        world_size=2, batch_size=8, epoch=1, epoch_samples=48,
-        epoch_complete=False)
-
-    out = train(cfg, resumed, 1, port + 1, resume=checkpoint_path)
-    assert out.returncode == 0, out.log[-4000:]
-    assert WARNING.format(2, 1) in out.log
+    checkpoint, log, first, resumed = crash_then_resume(
+        tmp_path, port, saved_world=2, world=1, max_epochs=2,
+        checkpoint_iter=10, epoch=1, epoch_samples=48)
     # 1 process: the other 51 entries are 7 iterations, so the run ends at
     # iteration 17 (not 2 * 13): its last checkpoint is written there.
-    assert 'this run ends at iteration 17, not 26' in out.log
+    assert 'this run ends at iteration 17, not 26' in log
     assert_starts_from(checkpoint, resumed, 1, max_iters=17)
     assert_final_checkpoint(resumed / 'iter_17.pth', 1, 1, NUM_TRAIN)
 
@@ -205,21 +217,10 @@ def test_one_process_resumes_on_two(tmp_path, port):
     # 1 process: iter_5.pth is 5 iterations (40 entries) into epoch 1;
     # 2 processes skip 20 indices each, and train the other 60 in 4
     # iterations (30 per process, with DefaultSampler's padding entry).
-    crash, cfg = write_configs(tmp_path, max_epochs=1, checkpoint_iter=5)
-    first, resumed = tmp_path / 'one', tmp_path / 'two'
-    out = train(crash, first, 1, port)
-    assert out.returncode != 0 and 'simulated crash' in out.log, \
-        out.log[-3000:]
-    checkpoint_path = first / 'iter_5.pth'
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
-    assert checkpoint['exact_resume'] == dict(
-        world_size=1, batch_size=8, epoch=0, epoch_samples=40,
-        epoch_complete=False)
-
-    out = train(cfg, resumed, 2, port + 1, resume=checkpoint_path)
-    assert out.returncode == 0, out.log[-4000:]
-    assert WARNING.format(1, 2) in out.log
-    assert 'this run ends at iteration 9, not 7' in out.log
+    checkpoint, log, first, resumed = crash_then_resume(
+        tmp_path, port, saved_world=1, world=2, max_epochs=1,
+        checkpoint_iter=5, epoch=0, epoch_samples=40)
+    assert 'this run ends at iteration 9, not 7' in log
     assert_starts_from(checkpoint, resumed, 2, max_iters=9)
     assert_final_checkpoint(resumed / 'iter_9.pth', 2, 0, NUM_TRAIN + 1)
 
