@@ -4,8 +4,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from mmlt.models.utils.bessel import TensorOrFloat, as_float64
-from mmlt.models.utils.vmf import _check_dimension, _describe
+from mmlt.models.vmf.bessel import TensorOrFloat, as_float64
+from mmlt.models.vmf.vmf import _check_dimension, _describe
 
 
 def sample_vmf(mu: Tensor,

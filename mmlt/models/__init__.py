@@ -3,3 +3,4 @@ from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .selfsup import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
+from .vmf import *  # noqa: F401,F403

@@ -4,7 +4,7 @@ from mmengine.dataset import ClassBalancedDataset, ConcatDataset, RepeatDataset
 
 from mmlt.datasets.lt_base import (LongTailDataset, get_dataset_labels,
                                    make_lt_counts, make_lt_indices)
-from mmlt.evaluation.metrics.long_tail_metric import split_classes_by_count
+from mmlt.utils.class_groups import split_classes_by_count
 
 
 def test_cifar_lt_totals():

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from mmlt.engine.hooks import PrototypeClusteringHook
 from mmlt.models.losses import ProtoNCELoss
-from mmlt.models.utils import estimate_concentration, kmeans
+from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
 
 from dist_launch import init_gloo, run_two_ranks
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from mmlt.models.losses import (BCLLoss, DecoupledContrastiveLoss,
                                 InfoNCELoss, LogitAdjustLoss, ProCoLoss,
                                 ProtoNCELoss, SupConLoss)
-from mmlt.models.utils import VMFEstimator, expected_contrast_logits
+from mmlt.models.vmf import VMFEstimator, expected_contrast_logits
 
 from op_recorder import HOST_SYNCS, OpRecorder
 

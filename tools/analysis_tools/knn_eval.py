@@ -96,8 +96,7 @@ def extract_backbone_features(model, dataloader,
 def group_accuracy(predictions: np.ndarray, labels: np.ndarray,
                    train_counts: np.ndarray) -> Dict[str, float]:
     """Top-1 (percent) overall and per many / medium / few group."""
-    from mmlt.evaluation.metrics.long_tail_metric import \
-        split_classes_by_count
+    from mmlt.utils.class_groups import split_classes_by_count
     num_classes = len(train_counts)
     correct = predictions == labels
     per_class = np.array([

@@ -8,6 +8,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
 from mmlt.registry import DATA_SAMPLERS
+from ..semi_supervised_dataset import SemiSupervisedDataset
 
 
 @DATA_SAMPLERS.register_module()
@@ -76,7 +77,7 @@ class MultiSourceSampler(Sampler):
         if min(source_ratio) <= 0:
             raise ValueError(
                 f'source_ratio must be positive, got {list(source_ratio)}')
-        if type(dataset).__name__ == 'SemiSupervisedDataset' and \
+        if isinstance(dataset, SemiSupervisedDataset) and \
                 source_ratio[1] < source_ratio[0]:
             raise ValueError(
                 f'source_ratio={list(source_ratio)} gives mu = '

@@ -12,7 +12,7 @@ from mmengine.hooks import Hook
 
 from mmlt.models.utils.dist_utils import (gather_batch_sizes, gather_no_grad,
                                           is_distributed)
-from mmlt.models.utils.kmeans import estimate_concentration, kmeans
+from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
 from mmlt.registry import HOOKS
 
 _KMEANS_OPTIONS = ('num_iters', 'num_restarts', 'spherical', 'init', 'backend',
@@ -34,11 +34,11 @@ class PrototypeClusteringHook(Hook):
     2. gathers the features with their dataset indices, so every rank holds
        the ``(N, p)`` matrix in dataset order;
     3. for every ``k`` in the targets' ``num_clusters``, runs
-       :func:`mmlt.models.utils.kmeans` (faiss when installed and
+       :func:`mmlt.models.selfsup.kmeans.kmeans` (faiss when installed and
        ``backend='auto'``, torch otherwise) on one rank (clustering ``m`` on
        rank ``m % world_size``) and estimates the concentrations
-       (:func:`mmlt.models.utils.estimate_concentration`: alpha, percentile
-       clipping, mean ``tau``). Every rank first computes all the
+       (:func:`mmlt.models.selfsup.kmeans.estimate_concentration`: alpha,
+       percentile clipping, mean ``tau``). Every rank first computes all the
        clusterings it owns, concurrently with the other ranks; then the
        centroids, concentrations and assignments of each clustering are
        broadcast from its owner, so that every rank gets exactly the same
@@ -70,7 +70,7 @@ class PrototypeClusteringHook(Hook):
             feature extraction; its sampler is replaced by a sequential shard
             per rank. Defaults to None (the training dataset).
         kmeans_cfg (dict, optional): Options of
-            :func:`mmlt.models.utils.kmeans`: ``num_iters``,
+            :func:`mmlt.models.selfsup.kmeans.kmeans`: ``num_iters``,
             ``num_restarts``, ``spherical``, ``init``, ``backend``,
             ``chunk_size``, ``faiss_kwargs``. Defaults to
             ``dict(backend='auto')``.

@@ -6,6 +6,7 @@ from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.structures.bbox import bbox2roi, bbox_overlaps
 from torch import Tensor
 
+from mmlt.models.losses import ProCoLoss
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_number
 from .per_class_topk_roi_head import PerClassTopKRoIHead
@@ -61,7 +62,7 @@ class ContrastiveRoIHead(PerClassTopKRoIHead):
         self.contrast_iou_weight = bool(contrast_iou_weight)
         if self.contrast_iou_weight and self.bbox_head.with_contrast:
             loss = self.bbox_head.contrast_branch.loss
-            if type(loss).__name__ != 'ProCoLoss':
+            if not isinstance(loss, ProCoLoss):
                 raise ValueError(
                     f'contrast_iou_weight=True needs mmlt.ProCoLoss (per-RoI '
                     f'weights), got {type(loss).__name__}')

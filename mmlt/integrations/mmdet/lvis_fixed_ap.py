@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .per_class_topk_roi_head import topk_per_class
+from .per_class_topk import topk_per_class
 
 #: Arrays of one detection each; ``counts``/``heights``/``widths`` hold the
 #: mask RLEs (pycocotools' compressed counts and the mask size).

@@ -5,11 +5,10 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
-from mmlt.evaluation.metrics.long_tail_metric import (GROUP_NAMES,
-                                                      split_classes_by_count)
 from mmlt.models.losses import ProCoLoss
 from mmlt.models.utils.dist_utils import is_distributed
 from mmlt.registry import MODELS
+from mmlt.utils.class_groups import GROUP_NAMES, split_classes_by_count
 from mmlt.utils.validation import check_number
 from .contrastive_cls_head import ContrastiveClsHead
 

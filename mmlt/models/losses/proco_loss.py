@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_int, check_number
-from ..utils.vmf import expected_contrast_logits
-from ..utils.vmf_estimator import VMFEstimator
+from ..vmf.vmf import expected_contrast_logits
+from ..vmf.vmf_estimator import VMFEstimator
 from .utils import (as_view_major, check_reduction, log_prior_from_counts,
                     weight_reduce_loss)
 
@@ -24,7 +24,7 @@ class ProCoLoss(nn.Module):
     r"""ProCo loss: logit-adjusted CE on expected contrastive logits.
 
     Each class's unit features are modelled as ``vMF(mu_c, kappa_c)``,
-    estimated online by a :class:`~mmlt.models.utils.VMFEstimator`.
+    estimated online by a :class:`~mmlt.models.vmf.VMFEstimator`.
     Contrasting a feature ``z_i`` against infinitely many samples of class
     ``c`` gives the logit
 
@@ -33,7 +33,7 @@ class ProCoLoss(nn.Module):
         \tilde\kappa_{ic} = \|\kappa_c \mu_c + z_i / \tau\|,
 
     (computed with one ``B x C`` matrix product by
-    :func:`~mmlt.models.utils.vmf.expected_contrast_logits`) and the loss of
+    :func:`~mmlt.models.vmf.vmf.expected_contrast_logits`) and the loss of
     a view is :math:`\mathrm{CE}(\ell_i + \log \pi, y_i)` with the class prior
     :math:`\pi_c = n_c / \sum_k n_k` (logit adjustment). docs/methods.md
     (section ProCo) has the derivation.

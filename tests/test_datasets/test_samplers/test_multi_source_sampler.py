@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from dist_launch import init_gloo, run_two_ranks
-from mmlt.datasets import MultiSourceSampler
+from mmlt.datasets import MultiSourceSampler, SemiSupervisedDataset
 
 
 class Range:
@@ -85,10 +85,13 @@ def test_bad_arguments():
 
 
 def test_mu_below_one_is_refused_for_semi_supervised_data():
-    class SemiSupervisedDataset(ConcatDataset):  # the name is what counts
-        pass
+    class Splits(SemiSupervisedDataset):
+        # torch's ConcatDataset init: the sampler's check without the splits'
+        # own (a Range is no BaseDataset)
+        def __init__(self, labeled, unlabeled):
+            ConcatDataset.__init__(self, [labeled, unlabeled])
 
-    data = SemiSupervisedDataset([Range(10), Range(10)])
+    data = Splits(Range(10), Range(10))
     with pytest.raises(ValueError, match='mu >= 1'):
         MultiSourceSampler(data, 6, [2, 1])
     MultiSourceSampler(data, 6, [1, 2])

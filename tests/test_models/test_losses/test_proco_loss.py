@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mmlt.models.losses import ProCoLoss
-from mmlt.models.utils import VMFEstimator
-from mmlt.models.utils.vmf import estimate_kappa, log_vmf_normalizer
+from mmlt.models.vmf import VMFEstimator
+from mmlt.models.vmf.vmf import estimate_kappa, log_vmf_normalizer
 from mmlt.registry import MODELS
 
 NUM_CLASSES, FEAT_DIM, TAU = 5, 6, 0.1

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from dist_launch import init_gloo, run_two_ranks
 from mmlt.models.losses import ProCoLoss
-from mmlt.models.utils.vmf_estimator import VMFEstimator
+from mmlt.models.vmf.vmf_estimator import VMFEstimator
 from op_recorder import HOST_SYNCS, OpRecorder
 
 C, P = 4, 6

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmlt.models.utils import estimate_concentration, kmeans
-from mmlt.models.utils.kmeans import (assign_to_centroids, faiss_available,
+from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
+from mmlt.models.selfsup.kmeans import (assign_to_centroids, faiss_available,
                                       kmeans_plusplus, segment_sum)
 
 

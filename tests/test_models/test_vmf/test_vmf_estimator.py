@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmlt.models.utils.vmf import estimate_kappa
-from mmlt.models.utils.vmf_estimator import VMFEstimator
+from mmlt.models.vmf.vmf import estimate_kappa
+from mmlt.models.vmf.vmf_estimator import VMFEstimator
 from mmlt.registry import MODELS
 
 from dist_launch import init_gloo, run_two_ranks

@@ -1,5 +1,5 @@
 # Copyright (c) mmlt contributors. All rights reserved.
-"""Tests of mmlt.models.utils.vmf against independent references.
+"""Tests of mmlt.models.vmf.vmf against independent references.
 
 References: mpmath values stored below as literals, closed forms (p = 2 through
 torch.special's Cephes i0e/i1e, p = 3 through sinh and coth), a slow float64
@@ -12,7 +12,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmlt.models.utils import (bessel_ratio, estimate_kappa,
+from mmlt.models.vmf import (bessel_ratio, estimate_kappa,
                                expected_contrast_logits, log_bessel_iv,
                                log_vmf_normalizer)
 
