@@ -9,6 +9,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from mmlt.datasets.lt_base import class_counts
 from mmlt.engine.hooks import ClassCountsHook, VMFWindowHook
+from mmlt.engine.protocols import HasStatisticsWindow
 from mmlt.models.losses import ProCoLoss
 
 
@@ -203,7 +204,7 @@ def _window_worker(rank, port):
                             sampler=InfiniteSampler(dataset, shuffle=False))
         starts = []
 
-        class Estimator(torch.nn.Module):
+        class Estimator(torch.nn.Module, HasStatisticsWindow):
 
             def start_epoch(self, index):
                 starts.append(index)
@@ -252,7 +253,7 @@ def test_pseudo_count_gives_empty_classes_a_finite_prior():
             self.loss = LogitAdjustLoss()
 
     counts = [6, 3, 0]
-    runner = types.SimpleNamespace(model=Model(), _val_loop=None)
+    runner = types.SimpleNamespace(model=Model(), val_loop=None)
     # refused before any module is touched, naming the option to set
     with pytest.raises(ValueError, match=r'classes \[2\].*pseudo_count=1'):
         ClassCountsHook(class_counts=counts).before_train(runner)

@@ -5,6 +5,7 @@ import numpy as np
 from mmengine.hooks import Hook
 
 from mmlt.datasets import lt_base
+from mmlt.engine.protocols import NeedsClassCounts, NeedsOutDir
 from mmlt.registry import HOOKS
 from mmlt.datasets.stream_counts import loader_sampler, stream_class_counts
 from mmlt.utils.validation import check_choice, check_number
@@ -15,11 +16,16 @@ class ClassCountsHook(Hook):
     """Set the training set's class counts on losses, heads and metrics.
 
     Before training (and before validation/testing when a training set is
-    configured) every module of the model, and every metric, that has a
-    ``set_class_counts(counts)`` method receives the per-class training
-    counts. They are kept in the modules' buffers, so a checkpoint carries
-    them and a resumed run uses the same prior. Targets are found by protocol,
-    not by a path, so the hook works with any model and wrapper.
+    configured) every module of the model, and every metric, that declares
+    :class:`~mmlt.engine.protocols.NeedsClassCounts` receives the per-class
+    training counts through ``set_class_counts(counts)``. They are kept in
+    the modules' buffers, so a checkpoint carries them and a resumed run uses
+    the same prior. Targets are found by protocol (``isinstance``), not by a
+    path or a method name, so the hook works with any model and wrapper.
+    The model gets them before the run too, so that the copy MMEngine's
+    EMAHook makes of it in ``before_run`` has them.
+    Metrics declaring :class:`~mmlt.engine.protocols.NeedsOutDir` get the
+    run's ``work_dir`` before validating or testing.
 
     Args:
         class_counts (Sequence[int], optional): use these counts instead of
@@ -55,9 +61,13 @@ class ClassCountsHook(Hook):
                              'training sampler; drop class_counts or use '
                              "prior='file'")
         self._counts = None
+        self._prior = None
 
     def _prior_counts(self, runner) -> np.ndarray:
-        """Counts for the model's priors (``prior`` plus the pseudo-count)."""
+        """Counts for the model's priors (``prior`` plus the pseudo-count),
+        computed once per run."""
+        if self._prior is not None:
+            return self._prior
         if self.prior == 'stream':
             loader = runner.train_dataloader
             counts = stream_class_counts(
@@ -70,84 +80,102 @@ class ClassCountsHook(Hook):
         else:
             counts = self._get_counts(runner)
         if self.pseudo_count:
-            return counts + self.pseudo_count
+            counts = counts + self.pseudo_count
+        empty = np.flatnonzero(np.asarray(counts) <= 0)
+        if empty.size:
+            raise ValueError(
+                f'ClassCountsHook: classes {empty.tolist()} have no '
+                f'training samples in the {self.prior!r} counts, so their '
+                'log prior would be log(0) = -inf. Set '
+                "dict(type='mmlt.ClassCountsHook', pseudo_count=1) (the "
+                'metrics keep the true counts), or drop those classes '
+                'from the training set.')
+        self._prior = counts
         return counts
 
-    def _get_counts(self, runner):
+    def _get_counts(self, runner, training: bool = True):
+        """The training file's counts. ``training``: the runner trains, so
+        its train loop is built; otherwise (a test-only run) the training
+        dataset is built from the config."""
         if self.class_counts is not None:
             return self.class_counts
         if self._counts is None:
-            self._counts = lt_base.class_counts(self._train_dataset(runner))
+            if training:
+                dataset = runner.train_dataloader.dataset
+            else:
+                dataset = self._config_train_dataset(runner)
+            self._counts = lt_base.class_counts(dataset)
         return self._counts
 
     @staticmethod
-    def _train_dataset(runner):
-        from mmengine.runner.loops import BaseLoop
-        if isinstance(runner._train_loop, BaseLoop):
-            return runner.train_loop.dataloader.dataset
-        loader = runner._train_dataloader
+    def _config_train_dataset(runner):
+        """The training dataset of a run that does not train (building the
+        train loop would also build its sampler, e.g. LVIS repeat factors)."""
+        loader = runner.cfg.get('train_dataloader')
         if loader is None:
             raise ValueError('no train_dataloader in the config')
-        if isinstance(loader, dict):  # test-only run: build just the dataset
+        dataset = loader['dataset']
+        if isinstance(dataset, dict):
             from mmengine.registry import DATASETS
-            dataset = loader['dataset']
-            return DATASETS.build(dataset) if isinstance(dataset,
-                                                         dict) else dataset
-        return loader.dataset
+            return DATASETS.build(dataset)
+        return dataset
 
     @staticmethod
     def _targets(runner):
         model = runner.model
-        models = [getattr(model, 'module', model)]
-        # MMEngine's EMAHook copies the model before training starts: its
-        # copy needs the counts too (it syncs buffers by position, and an
-        # unset prior has another shape).
-        for hook in getattr(runner, 'hooks', ()):
-            ema_model = getattr(hook, 'ema_model', None)
-            if ema_model is not None:
-                models.append(getattr(ema_model, 'module', ema_model))
-        for model in models:
-            for module in model.modules():
-                if callable(getattr(module, 'set_class_counts', None)):
-                    yield module
+        model = getattr(model, 'module', model)
+        for module in model.modules():
+            if isinstance(module, NeedsClassCounts):
+                yield module
 
     @staticmethod
     def _metric_targets(evaluator):
         for metric in getattr(evaluator, 'metrics', []) or []:
-            if callable(getattr(metric, 'set_class_counts', None)):
+            if isinstance(metric, NeedsClassCounts):
                 yield metric
 
-    def before_train(self, runner) -> None:
-        counts = self._get_counts(runner)
+    def _set_model_counts(self, runner) -> None:
         modules = list(self._targets(runner))
         if modules:
             prior_counts = self._prior_counts(runner)
-            empty = np.flatnonzero(np.asarray(prior_counts) <= 0)
-            if empty.size:
-                raise ValueError(
-                    f'ClassCountsHook: classes {empty.tolist()} have no '
-                    f'training samples in the {self.prior!r} counts, so their '
-                    'log prior would be log(0) = -inf. Set '
-                    "dict(type='mmlt.ClassCountsHook', pseudo_count=1) (the "
-                    'metrics keep the true counts), or drop those classes '
-                    'from the training set.')
-        for module in modules:
-            module.set_class_counts(prior_counts)
-        val_loop = getattr(runner, '_val_loop', None)
-        if val_loop is not None and hasattr(val_loop, 'evaluator'):
+            for module in modules:
+                module.set_class_counts(prior_counts)
+
+    @staticmethod
+    def _trains(runner) -> bool:
+        """Whether ``before_run`` comes from ``Runner.train`` (the only
+        entry point that builds the optimizer wrapper before it)."""
+        from mmengine.optim import BaseOptimWrapper
+        return isinstance(getattr(runner, 'optim_wrapper', None),
+                          BaseOptimWrapper)
+
+    def before_run(self, runner) -> None:
+        # MMEngine's EMAHook (lower priority) copies the model in its
+        # before_run: set the priors first, so the copy has them too (it
+        # syncs buffers by position, and an unset prior may have another
+        # shape). Runs that do not train get the priors from the checkpoint.
+        if self._trains(runner):
+            self._set_model_counts(runner)
+
+    def before_train(self, runner) -> None:
+        counts = self._get_counts(runner)
+        # Again after a checkpoint was loaded (load_from, resume): the
+        # configured counts win over the checkpoint's.
+        self._set_model_counts(runner)
+        val_loop = runner.val_loop  # built by Runner.train, or None
+        if val_loop is not None:
             for metric in self._metric_targets(val_loop.evaluator):
                 metric.set_class_counts(counts)
 
-    def _before_eval(self, runner, loop_name):
-        loop = getattr(runner, loop_name, None)
-        evaluator = getattr(loop, 'evaluator', None)
-        metrics = list(self._metric_targets(evaluator))
+    def _before_eval(self, runner, loop):
+        metrics = list(self._metric_targets(loop.evaluator))
         if not metrics:  # the model's priors come back with the checkpoint
             return
         try:
-            counts = self._get_counts(runner)
+            # Known since before_train when the run trains.
+            counts = self._get_counts(runner, training=False)
         except ValueError as err:  # no train set in a test-only config
-            if runner._train_dataloader is None:
+            if runner.cfg.get('train_dataloader') is None:
                 runner.logger.warning(
                     'ClassCountsHook: no training set in the config, so '
                     'metrics keep their own class_counts (%s)', err)
@@ -157,17 +185,15 @@ class ClassCountsHook(Hook):
             metric.set_class_counts(counts)
 
     @staticmethod
-    def _set_metric_out_dirs(runner, loop_name):
-        loop = getattr(runner, loop_name, None)
-        for metric in getattr(getattr(loop, 'evaluator', None), 'metrics',
-                              []) or []:
-            if callable(getattr(metric, 'set_out_dir', None)):
+    def _set_metric_out_dirs(runner, loop):
+        for metric in getattr(loop.evaluator, 'metrics', []) or []:
+            if isinstance(metric, NeedsOutDir):
                 metric.set_out_dir(runner.work_dir)
 
     def before_val(self, runner) -> None:
-        self._set_metric_out_dirs(runner, 'val_loop')
-        self._before_eval(runner, 'val_loop')
+        self._set_metric_out_dirs(runner, runner.val_loop)
+        self._before_eval(runner, runner.val_loop)
 
     def before_test(self, runner) -> None:
-        self._set_metric_out_dirs(runner, 'test_loop')
-        self._before_eval(runner, 'test_loop')
+        self._set_metric_out_dirs(runner, runner.test_loop)
+        self._before_eval(runner, runner.test_loop)

@@ -1,6 +1,7 @@
 """Checks and pseudo-label statistics of semi-supervised training."""
 from mmengine.hooks import Hook
 
+from mmlt.engine.protocols import HasPseudoLabelStats
 from mmlt.registry import HOOKS
 
 
@@ -11,7 +12,9 @@ class SemiSupervisedHook(Hook):
     Before training: the training dataloader's ``batch_size`` must be its
     :class:`mmlt.MultiSourceSampler`'s (otherwise batches would not hold B
     labeled and mu * B unlabeled samples) and the model needs a head with
-    pseudo-label statistics (:class:`mmlt.FixMatchClsHead`).
+    pseudo-label statistics (a module declaring
+    :class:`~mmlt.engine.protocols.HasPseudoLabelStats`, such as
+    :class:`mmlt.FixMatchClsHead`).
 
     Each epoch: the head's pseudo-label counts restart (not when a run
     resumes inside the epoch: they are in the checkpoint) and, at the end,
@@ -23,12 +26,17 @@ class SemiSupervisedHook(Hook):
 
     priority = 'NORMAL'
 
+    def __init__(self) -> None:
+        # Whether an epoch of this run has begun: only the first one can be
+        # a resumed, part-done epoch.
+        self._started = False
+
     @staticmethod
     def _heads(runner):
         model = getattr(runner.model, 'module', runner.model)
         return [
             m for m in model.modules()
-            if callable(getattr(m, 'pseudo_label_stats', None))
+            if isinstance(m, HasPseudoLabelStats)
         ]
 
     def before_train(self, runner) -> None:
@@ -51,11 +59,11 @@ class SemiSupervisedHook(Hook):
                 'statistics; use mmlt.FixMatchClsHead')
 
     def before_train_epoch(self, runner) -> None:
-        # The sampler's own epoch length: a resumed epoch's loader is
-        # shorter (ExactResumeHook skips what was trained).
+        # The sampler's own epoch length, not the loader's: a resumed epoch's
+        # loader may be shorter (the part already trained is skipped).
         # Only the first epoch of a run can be a resumed, part-done one
         # (later epochs always start fresh, whatever the world size was).
-        first, self._started = not getattr(self, '_started', False), True
+        first, self._started = not self._started, True
         epoch_length = runner.train_dataloader.sampler.num_batches
         if first and runner.iter != runner.epoch * epoch_length:
             return  # resumed inside this epoch: keep its counts

@@ -5,6 +5,7 @@ from typing import Optional
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 
+from mmlt.engine.protocols import HasStatisticsWindow
 from mmlt.registry import HOOKS
 from mmlt.utils.validation import check_int
 
@@ -15,9 +16,10 @@ class VMFWindowHook(Hook):
 
     ProCo estimates each class's von Mises-Fisher distribution from the
     features of the previous epoch plus the current one so far (Du et al.,
-    TPAMI 2024). This hook calls ``start_epoch()`` on every module that has
-    it (found by protocol, e.g. :class:`mmlt.VMFEstimator` inside a loss or
-    an RoI head) at the start of each training epoch. With an iteration-based
+    TPAMI 2024). This hook calls ``start_epoch(index)`` on every module that
+    declares :class:`~mmlt.engine.protocols.HasStatisticsWindow` (e.g.
+    :class:`mmlt.VMFEstimator` inside a loss or an RoI head) at the start of
+    each training epoch. With an iteration-based
     loop, a "window" is ``window_iters`` iterations (default: one pass over
     the data by each rank, ``ceil(len(dataset) / (world_size * batch))``
     iterations; the dataloader's own length cannot be used, because
@@ -52,7 +54,7 @@ class VMFWindowHook(Hook):
         model = getattr(model, 'module', model)
         return [
             m for m in model.modules()
-            if callable(getattr(m, 'start_epoch', None))
+            if isinstance(m, HasStatisticsWindow)
         ]
 
     def _start_window(self, runner, window_index):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
+from mmlt.engine.protocols import NeedsOutDir
 from mmlt.registry import METRICS
 # shared with the heads (which must not import evaluation code); re-exported
 from mmlt.utils.class_groups import GROUP_NAMES, split_classes_by_count
@@ -27,7 +28,7 @@ def _first_int(value) -> int:
 
 
 @METRICS.register_module()
-class LongTailAccuracy(BaseMetric):
+class LongTailAccuracy(BaseMetric, NeedsOutDir):
     """Accuracy overall and on the many / medium / few-shot classes.
 
     Reported (in percent, like MMPretrain's ``Accuracy``), with the prefix

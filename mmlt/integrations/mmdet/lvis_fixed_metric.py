@@ -16,6 +16,7 @@ from mmengine.dist import (all_gather_object, broadcast_object_list,
                            is_main_process)
 from mmengine.logging import MMLogger
 
+from mmlt.engine.protocols import NeedsOutDir
 from mmlt.evaluation.per_class_plot import plot_per_class_ap
 from mmlt.registry import METRICS
 from mmlt.utils.validation import check_choice, check_int
@@ -29,7 +30,7 @@ PER_CLASS_FILE = 'lvis_per_class_ap.csv'
 
 
 @METRICS.register_module()
-class LVISFixedMetric(LVISMetric):
+class LVISFixedMetric(LVISMetric, NeedsOutDir):
     """MMDetection's ``LVISMetric`` plus AP-fixed and AP-pool (Dave et al.,
     "Evaluating Large-Vocabulary Object Detectors: The Devil is in the
     Details", 2021), for boxes and masks.

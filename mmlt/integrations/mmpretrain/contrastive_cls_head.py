@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 
+from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.models.heads import ContrastiveBranch, CosineClassifier
 from mmlt.models.heads.contrastive_branch import rename_legacy_branch_keys
 from mmlt.models.losses.utils import log_prior_from_counts
@@ -14,7 +15,7 @@ from mmlt.utils.validation import check_choice, check_int
 
 
 @MODELS.register_module()
-class ContrastiveClsHead(ClsHead):
+class ContrastiveClsHead(ClsHead, NeedsClassCounts):
     """Classifier plus a contrastive projection branch for long-tailed data.
 
     The layout of ProCo (Du et al., TPAMI 2024) and BCL (Zhu et al., CVPR

@@ -5,6 +5,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
+from mmlt.engine.protocols import HasPseudoLabelStats
 from mmlt.models.losses import ProCoLoss
 from mmlt.models.utils.dist_utils import is_distributed
 from mmlt.registry import MODELS
@@ -14,7 +15,7 @@ from .contrastive_cls_head import ContrastiveClsHead
 
 
 @MODELS.register_module()
-class FixMatchClsHead(ContrastiveClsHead):
+class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     """:class:`ContrastiveClsHead` for batches of labeled and unlabeled samples.
 
     FixMatch (Sohn et al., NeurIPS 2020) with a long-tailed classifier loss

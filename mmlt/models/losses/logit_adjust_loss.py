@@ -11,11 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.registry import MODELS
 from .utils import check_reduction, log_prior_from_counts, weight_reduce_loss
 
 @MODELS.register_module()
-class LogitAdjustLoss(nn.Module):
+class LogitAdjustLoss(nn.Module, NeedsClassCounts):
     r"""Logit-adjusted cross-entropy, a.k.a. Balanced Softmax.
 
     .. math::

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_int, check_number
 from ..vmf.vmf import expected_contrast_logits
@@ -20,7 +21,7 @@ from .utils import (as_view_major, check_reduction, log_prior_from_counts,
 
 
 @MODELS.register_module()
-class ProCoLoss(nn.Module):
+class ProCoLoss(nn.Module, NeedsClassCounts):
     r"""ProCo loss: logit-adjusted CE on expected contrastive logits.
 
     Each class's unit features are modelled as ``vMF(mu_c, kappa_c)``,
@@ -54,9 +55,11 @@ class ProCoLoss(nn.Module):
     which the optimizer wrapper skips.
 
     The estimator's statistics and the log-prior are buffers, so both are in
-    this loss's ``state_dict``. A window hook finds the estimator among the
-    model's modules and calls its ``start_epoch`` before every epoch; this
-    loss deliberately has no such method, so the window is not swapped twice.
+    this loss's ``state_dict``. :class:`mmlt.VMFWindowHook` finds the
+    estimator among the model's modules (it declares
+    :class:`~mmlt.engine.protocols.HasStatisticsWindow`) and starts its
+    windows; the loss takes the class counts
+    (:class:`~mmlt.engine.protocols.NeedsClassCounts`).
 
     Args:
         num_classes (int): Number of classes ``C``.

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
+from mmlt.engine.protocols import HasStatisticsWindow
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_choice, check_int, check_number
 from ..utils.dist_utils import (gather_batch_sizes, gather_no_grad,
@@ -26,7 +27,7 @@ _SYNC_MODES = ('auto', 'gather', 'all_reduce')
 
 
 @MODELS.register_module()
-class VMFEstimator(nn.Module):
+class VMFEstimator(nn.Module, HasStatisticsWindow):
     r"""Online estimate of one von Mises-Fisher distribution per class.
 
     For every class ``c`` the estimator keeps the sum ``s_c`` of the unit

@@ -245,8 +245,9 @@ def test_class_counts_hook_stream_prior(tmp_path):
     from mmengine.dataset import ClassBalancedDataset
 
     from mmlt.engine.hooks import ClassCountsHook
+    from mmlt.engine.protocols import NeedsClassCounts
 
-    class Target(torch.nn.Module):
+    class Target(torch.nn.Module, NeedsClassCounts):
         def set_class_counts(self, counts):
             self.counts = np.asarray(counts).tolist()
 
@@ -256,9 +257,9 @@ def test_class_counts_hook_stream_prior(tmp_path):
     model = torch.nn.Sequential(Target())
     metric = Target()
     runner = SimpleNamespace(
-        model=model, _train_loop=None, _train_dataloader=loader,
-        train_dataloader=loader, logger=SimpleNamespace(info=print),
-        _val_loop=SimpleNamespace(evaluator=SimpleNamespace(
+        model=model, train_dataloader=loader,
+        logger=SimpleNamespace(info=print),
+        val_loop=SimpleNamespace(evaluator=SimpleNamespace(
             metrics=[metric])))
     ClassCountsHook(prior='stream', pseudo_count=1).before_train(runner)
     assert model[0].counts == [3, 3, 7]  # [2, 2, 6] + 1
@@ -280,8 +281,9 @@ def test_stream_prior_reads_the_batch_samplers_sampler(tmp_path):
     from mmengine.runner import Runner
 
     from mmlt.engine.hooks import ClassCountsHook
+    from mmlt.engine.protocols import NeedsClassCounts
 
-    class Target(torch.nn.Module):
+    class Target(torch.nn.Module, NeedsClassCounts):
         def set_class_counts(self, counts):
             self.counts = np.asarray(counts, dtype=float)
 
@@ -298,8 +300,7 @@ def test_stream_prior_reads_the_batch_samplers_sampler(tmp_path):
     assert isinstance(loader.sampler, torch.utils.data.SequentialSampler)
     model = torch.nn.Sequential(Target())
     runner = SimpleNamespace(
-        model=model, _train_loop=None, _train_dataloader=loader,
-        train_dataloader=loader, logger=SimpleNamespace(info=print),
-        _val_loop=None)
+        model=model, train_dataloader=loader,
+        logger=SimpleNamespace(info=print), val_loop=None)
     ClassCountsHook(prior='stream').before_train(runner)
     np.testing.assert_allclose(model[0].counts, [4 / 3, 4 / 3, 10 / 3])

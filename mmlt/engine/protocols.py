@@ -1,0 +1,88 @@
+"""The contracts between mmlt's hooks and the modules they drive.
+
+A hook finds its targets with ``isinstance(module, Protocol)``: a module
+takes part by inheriting the protocol (a small abstract mixin), never by
+happening to have a method of the right name. So a loss that wraps a vMF
+estimator does not have to avoid the name ``start_epoch`` to keep the window
+hook from swapping the window twice, and a third-party module with a
+``set_class_counts`` of its own is left alone.
+
+Only the standard library is imported here: losses, the vMF estimator and
+metrics inherit these classes without pulling in MMPretrain or MMDetection.
+"""
+from abc import ABC, abstractmethod
+from typing import Optional
+
+__all__ = [
+    'NeedsClassCounts', 'HasStatisticsWindow', 'HasPseudoLabelStats',
+    'NeedsOutDir'
+]
+
+
+class NeedsClassCounts(ABC):
+    """Takes the training set's per-class counts.
+
+    :class:`mmlt.ClassCountsHook` calls :meth:`set_class_counts` on every
+    module of the model (before the run, so that EMAHook's copy has them
+    too, and again before training) with the prior's counts, and on every
+    metric of the validation/test evaluator (before validating or testing)
+    with the training file's counts.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_class_counts(self, class_counts) -> None:
+        """Keep what the counts ``(C,)`` imply (a prior, class groups)."""
+
+
+class HasStatisticsWindow(ABC):
+    """Keeps statistics over a window of training (vMF estimators).
+
+    :class:`mmlt.VMFWindowHook` calls :meth:`start_epoch` with the window's
+    index at the start of every window: each training epoch, or every
+    ``window_iters`` iterations. A call with the index of the current window
+    must change nothing (a resume, a second hook).
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def start_epoch(self, epoch: Optional[int] = None) -> None:
+        """Start window ``epoch``."""
+
+
+class HasPseudoLabelStats(ABC):
+    """Counts its pseudo-labels over an epoch (semi-supervised heads).
+
+    :class:`mmlt.SemiSupervisedHook` requires one such module in the model,
+    calls :meth:`reset_pseudo_label_counts` at the start of every training
+    epoch (not of an epoch resumed in its middle) and logs
+    :meth:`pseudo_label_stats` at its end.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def reset_pseudo_label_counts(self) -> None:
+        """Forget the counts of the epoch so far."""
+
+    @abstractmethod
+    def pseudo_label_stats(self) -> dict:
+        """Statistics of the epoch so far: ``pl_mask_rate``, ``pl_acc`` and
+        their ``_many``/``_medium``/``_few`` variants, in percent."""
+
+
+class NeedsOutDir(ABC):
+    """Writes files next to the run's logs (metrics' per-class tables).
+
+    :class:`mmlt.ClassCountsHook` calls :meth:`set_out_dir` with the runner's
+    ``work_dir`` on every metric of the evaluator before validating or
+    testing.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_out_dir(self, out_dir: str) -> None:
+        """Write later files under ``out_dir``."""
