@@ -15,7 +15,7 @@ from typing import Optional
 
 __all__ = [
     'NeedsClassCounts', 'HasStatisticsWindow', 'HasPseudoLabelStats',
-    'NeedsOutDir'
+    'NeedsOutDir', 'NeedsPrototypes', 'ExtractsClusteringFeatures'
 ]
 
 
@@ -86,3 +86,34 @@ class NeedsOutDir(ABC):
     @abstractmethod
     def set_out_dir(self, out_dir: str) -> None:
         """Write later files under ``out_dir``."""
+
+
+class NeedsPrototypes(ABC):
+    """Takes cluster prototypes of the training set (ProtoNCE).
+
+    :class:`mmlt.PrototypeClusteringHook` clusters the training set's
+    embeddings before each clustering epoch and calls :meth:`set_prototypes`
+    with, per clustering, the prototypes, their concentrations and every
+    sample's assignment.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_prototypes(self, prototypes, concentrations, assignments,
+                       epoch: int = 0) -> None:
+        """Keep the clusterings of ``epoch``."""
+
+
+class ExtractsClusteringFeatures(ABC):
+    """Embeds training batches for clustering (PCL).
+
+    :class:`mmlt.PrototypeClusteringHook` embeds the training set with the
+    first module of the model that declares this protocol.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def extract_clustering_features(self, data_batch: dict):
+        """Unit embeddings ``(B, d)`` of a batch."""

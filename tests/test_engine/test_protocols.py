@@ -13,7 +13,7 @@ from mmlt.engine.protocols import (HasPseudoLabelStats, HasStatisticsWindow,
                                    NeedsClassCounts, NeedsOutDir)
 from mmlt.evaluation.metrics.long_tail_metric import LongTailAccuracy
 from mmlt.models.losses import LogitAdjustLoss, ProCoLoss
-from mmlt.models.utils.vmf_estimator import VMFEstimator
+from mmlt.models.vmf import VMFEstimator
 
 
 def test_core_modules_declare_their_protocols():
@@ -28,6 +28,9 @@ def test_core_modules_declare_their_protocols():
     windowed = [m for m in loss.modules()
                 if isinstance(m, HasStatisticsWindow)]
     assert windowed == [loss.estimator]
+    from mmlt.engine.protocols import NeedsPrototypes
+    from mmlt.models.losses import ProtoNCELoss
+    assert issubclass(ProtoNCELoss, NeedsPrototypes)
 
 
 def test_mmpretrain_heads_declare_their_protocols():
@@ -40,6 +43,9 @@ def test_mmpretrain_heads_declare_their_protocols():
     assert not issubclass(ContrastiveClsHead, HasPseudoLabelStats)
     assert issubclass(FixMatchClsHead, NeedsClassCounts)
     assert issubclass(FixMatchClsHead, HasPseudoLabelStats)
+    from mmlt.engine.protocols import ExtractsClusteringFeatures
+    from mmlt.models.selfsup.pcl import PCL
+    assert issubclass(PCL, ExtractsClusteringFeatures)
 
 
 def test_mmdet_modules_declare_their_protocols():

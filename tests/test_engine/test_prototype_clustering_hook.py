@@ -14,6 +14,7 @@ from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
 from mmlt.engine.hooks import PrototypeClusteringHook
+from mmlt.engine.protocols import ExtractsClusteringFeatures
 from mmlt.models.losses import ProtoNCELoss
 from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
 
@@ -40,7 +41,7 @@ class ToyDataset(Dataset):
         return dict(inputs=self.data[index], sample_idx=index)
 
 
-class ToyPCL(BaseModel):
+class ToyPCL(BaseModel, ExtractsClusteringFeatures):
     """A linear encoder, its momentum copy and a ProtoNCE loss."""
 
     def __init__(self, dim=6, feat_dim=4, momentum=0.5,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 
+from mmlt.engine.protocols import ExtractsClusteringFeatures, NeedsPrototypes
 from mmlt.models.utils.dist_utils import (gather_batch_sizes, gather_no_grad,
                                           is_distributed)
 from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
@@ -50,7 +51,9 @@ class PrototypeClusteringHook(Hook):
        epoch)`` on every module of the model that has it (e.g.
        :class:`mmlt.ProtoNCELoss`).
 
-    Modules are found by protocol (walking ``model.modules()``), not by path.
+    Modules are found by protocol (``isinstance`` over ``model.modules()``:
+    :class:`~mmlt.engine.protocols.NeedsPrototypes`,
+    :class:`~mmlt.engine.protocols.ExtractsClusteringFeatures`), not by path.
     The clustering lives in the target's buffers, so checkpoints carry it;
     an epoch whose clustering is already in the model (its
     ``clustering_epoch``, e.g. after resuming) is not clustered again.
@@ -127,21 +130,23 @@ class PrototypeClusteringHook(Hook):
     # ------------------------------------------------------------------
     @staticmethod
     def targets(model) -> list:
-        """Modules with ``set_prototypes`` (e.g. :class:`ProtoNCELoss`)."""
+        """Modules declaring :class:`~mmlt.engine.protocols.NeedsPrototypes`
+        (e.g. :class:`ProtoNCELoss`)."""
         return [
             m for m in model.modules()
-            if callable(getattr(m, 'set_prototypes', None))
+            if isinstance(m, NeedsPrototypes)
         ]
 
     @staticmethod
     def feature_extractor(model):
         """The first module with ``extract_clustering_features``."""
         for module in model.modules():
-            if callable(getattr(module, 'extract_clustering_features', None)):
+            if isinstance(module, ExtractsClusteringFeatures):
                 return module
         raise ValueError(
-            f'{type(model).__name__} has no module with a method '
-            'extract_clustering_features(data_batch); PrototypeClusteringHook'
+            f'{type(model).__name__} has no module declaring '
+            'ExtractsClusteringFeatures (extract_clustering_features('
+            'data_batch)); PrototypeClusteringHook'
             ' needs one (e.g. mmlt.PCL) to embed the training set.')
 
     def _num_clusters(self, targets) -> Tuple[int, ...]:

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmlt.engine.protocols import NeedsPrototypes
 from mmlt.registry import MODELS
 from .utils import check_reduction, check_unit_features, weight_reduce_loss
 
@@ -104,7 +105,7 @@ def proto_nce(
 
 
 @MODELS.register_module()
-class ProtoNCELoss(nn.Module):
+class ProtoNCELoss(nn.Module, NeedsPrototypes):
     r"""The prototype term of ProtoNCE (Li et al., ICLR 2021, Eq. 11).
 
     PCL clusters the momentum features of the whole training set ``M`` times

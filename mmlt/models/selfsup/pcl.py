@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from mmpretrain.models.selfsup import MoCo
 from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 
+from mmlt.engine.protocols import ExtractsClusteringFeatures
 from mmlt.registry import MODELS
 
 
 @MODELS.register_module()
-class PCL(MoCo):
+class PCL(MoCo, ExtractsClusteringFeatures):
     """PCL: MoCo's instance contrast plus contrast against k-means prototypes.
 
     The M-step of PCL (Li et al., ICLR 2021, Eq. 11): a query embedding ``q``
