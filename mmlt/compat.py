@@ -1,20 +1,34 @@
 """Work-arounds for known breakages of the OpenMMLab stack that mmlt runs on.
 
-:func:`apply` runs once on ``import mmlt``. Each fix is guarded by a version or
-feature check, so it switches itself off once the upstream project is fixed,
-and names the upstream issue it works around.
+Every fix that mmlt applies to another library is listed here (and in the
+README's "Compatibility fixes"). Each is guarded by the versions that need it,
+so it switches itself off once the upstream project is fixed (a newer release
+is left alone until someone checks it), and is applied only when the library
+it patches is in use. :func:`apply` runs on ``import mmlt``; the guards are
+:func:`weights_only_fix_needed`, :func:`cpu_distributed_fix_needed`,
+:func:`lvis_fix_needed` and
+:func:`mmlt.integrations.mmdet.cpu_autocast.needed`.
 
-1. Checkpoints on torch >= 2.6 (mmengine issue #1655). ``torch.load`` defaults
-   to ``weights_only=True`` there, and mmengine 0.10.x checkpoints hold a few
-   non-tensor objects (the message hub's ``HistoryBuffer`` with numpy arrays,
-   numpy scalars, and ``getattr(HistoryBuffer, 'min')``-style references to
-   its statistics methods), so ``resume`` and ``load_from`` fail. We do *not*
-   switch ``weights_only`` off: we allow-list exactly those objects, and map the
+1. mmengine checkpoints under torch's weights-only loader. Guard: mmengine
+   < 0.11 and torch >= 2.6. When: ``import mmlt``. Upstream: mmengine
+   #1655. ``torch.load`` defaults to ``weights_only=True`` from torch 2.6, and
+   mmengine 0.10.x checkpoints hold a few non-tensor objects (the message
+   hub's ``HistoryBuffer`` with numpy arrays, numpy scalars, and
+   ``getattr(HistoryBuffer, 'min')``-style references to its statistics
+   methods), so ``resume`` and ``load_from`` fail. We do *not* switch
+   ``weights_only`` off: we allow-list exactly those objects, and map the
    pickle's ``builtins.getattr`` to a getattr that only returns the statistics
-   methods of ``HistoryBuffer``. A checkpoint with any other pickled object is
-   still refused by torch's safe unpickler.
-2. Distributed training on a machine without a GPU (mmengine < 0.11; seen
-   in 0.10.7, the latest release): ``init_dist`` calls
+   methods of ``HistoryBuffer``. Any other pickled object is still refused.
+2. Weights-only checkpoint loaders (:mod:`mmlt.utils.checkpoint`). Guard:
+   none, this is mmlt's policy rather than a version fix (mmengine 0.10.x
+   downloads with ``weights_only=False`` and ``Runner.resume`` executes
+   ``meta['config']``). When: ``import mmlt``; wraps every scheme of
+   mmengine's ``CheckpointLoader``. A refused file raises
+   ``CheckpointLoadError``.
+3. Distributed training on a machine without a GPU. Guard: mmengine < 0.11
+   (seen in 0.10.7, the latest release). When: ``import mmlt``; patches
+   ``mmengine.dist``'s ``_init_dist_*``, ``MMDistributedDataParallel`` and
+   ``Runner.wrap_model``. Upstream: mmengine's ``init_dist`` calls
    ``torch.cuda.set_device`` before ``init_process_group`` (fails with "Found
    no NVIDIA driver" even with ``backend='gloo'``), the default backend is
    ``nccl``, and the runner wraps a CPU model in DDP with
@@ -26,11 +40,20 @@ and names the upstream issue it works around.
    or ``MMLT_ALLOW_CPU=1`` is set. The runner also gives a config's
    ``find_unused_parameters`` to a DDP wrapper built from
    ``model_wrapper_cfg`` (mmengine only gives it to its default wrapper).
-3. lvis-api 0.5.3 (lvis-dataset/lvis-api, ``np.float`` in ``lvis/eval.py``)
-   uses numpy aliases that numpy 1.24 removed, and fails at the end of every
-   LVIS evaluation. We give the ``lvis`` modules (and only them) a numpy view
-   that still has the aliases. Applied when ``lvis`` is imported, through an
-   import hook, so ``import mmlt`` does not import lvis.
+4. lvis-api and numpy >= 1.24. Guard: lvis <= 0.5.3 (the latest release) and
+   numpy >= 1.24. When: ``import lvis`` (an import hook, so ``import mmlt``
+   does not import lvis). Upstream: lvis-dataset/lvis-api, ``np.float`` in
+   ``lvis/eval.py``; numpy 1.24 removed the aliases, and every LVIS evaluation
+   fails at its end. We give the ``lvis`` modules (and only them) a numpy view
+   that still has the aliases.
+5. mmcv ops on bfloat16 CPU tensors (``--amp`` without a GPU;
+   :mod:`mmlt.integrations.mmdet.cpu_autocast`). Guard: mmcv < 2.3 (seen in
+   2.1.0) with the ops compiled. When: the MMDetection integration is imported,
+   that is on an ``mmlt.X`` lookup under the ``mmdet`` default scope or one
+   that only the integration answers (:mod:`mmlt.registry`); never for a
+   classification build. Upstream: mmcv's CPU ``nms`` and ``RoIAlign`` kernels
+   take float and double only ("expected scalar type Float but found
+   BFloat16"); we run their forward and backward in float32.
 """
 import contextlib
 import functools
@@ -113,13 +136,18 @@ def checkpoint_safe_globals():
     return safe
 
 
+def weights_only_fix_needed() -> bool:
+    """Fix 1's guard: mmengine < 0.11 and torch >= 2.6 (weights-only
+    ``torch.load`` by default)."""
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        return False  # torch < 2.4
+    return _mmengine_version() < (0, 11) and _torch_version() >= (2, 6)
+
+
 def _allow_mmengine_checkpoints():
-    serialization = torch.serialization
-    if not hasattr(serialization, 'add_safe_globals'):
-        return False  # torch < 2.4: torch.load is not weights_only by default
-    if _torch_version() < (2, 6):
+    if not weights_only_fix_needed():
         return False
-    serialization.add_safe_globals(checkpoint_safe_globals())
+    torch.serialization.add_safe_globals(checkpoint_safe_globals())
     return True
 
 
@@ -389,9 +417,15 @@ def _config_find_unused_parameters(wrap_model):
     return wrapper
 
 
+def cpu_distributed_fix_needed() -> bool:
+    """Fix 3's guard: mmengine < 0.11 (re-check these mmengine internals
+    before extending it)."""
+    return _mmengine_version() < (0, 11)
+
+
 def _allow_cpu_distributed():
-    if _mmengine_version() >= (0, 11):
-        return False  # re-check these mmengine internals before extending
+    if not cpu_distributed_fix_needed():
+        return False
     from mmengine.dist import utils as dist_utils
     from mmengine.model.wrappers import MMDistributedDataParallel
     from mmengine.runner import Runner
@@ -476,9 +510,34 @@ class _PatchedLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-def _fix_lvis_numpy_aliases():
+#: The last lvis-api release, which still uses ``np.float``.
+LVIS_LAST_AFFECTED = '0.5.3'
+
+
+def _lvis_version():
+    """lvis-api's installed version (without importing it), or None."""
+    import importlib.metadata
+    from mmengine.utils import digit_version
+    try:
+        return digit_version(importlib.metadata.version('lvis'))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def lvis_fix_needed() -> bool:
+    """Fix 4's guard: lvis <= 0.5.3 is installed and numpy >= 1.24 (without
+    the aliases)."""
     if hasattr(np, 'float'):
         return False  # numpy < 1.24 still has the aliases
+    from mmengine.utils import digit_version
+    version = _lvis_version()
+    return version is not None and version <= digit_version(
+        LVIS_LAST_AFFECTED)
+
+
+def _fix_lvis_numpy_aliases():
+    if not lvis_fix_needed():
+        return False
     for name, module in list(sys.modules.items()):
         if name == 'lvis' or name.startswith('lvis.'):
             patch_lvis_module(module)

@@ -34,7 +34,7 @@ def registered_names():
     names = {}
     for registry_name in REGISTRIES:
         registry = getattr(mmlt_registry, registry_name)
-        registry.import_from_location()
+        registry.import_all_locations()
         names[registry_name] = sorted(registry.module_dict)
     return names
 
@@ -81,7 +81,8 @@ def test_every_class_lives_under_its_registry_locations():
             module = registry.module_dict[key].__module__
             assert any(
                 module == loc or module.startswith(loc + '.')
-                for loc in registry._locations), (registry_name, key, module)
+                for loc in registry.all_locations), (registry_name, key,
+                                                     module)
 
 
 def test_unknown_mmlt_name_is_none():

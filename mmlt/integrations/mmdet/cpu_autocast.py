@@ -6,7 +6,9 @@ torch's own ops they have no autocast rule. While CPU autocast is on, their
 bfloat16 CPU inputs (and incoming gradients) are cast to float32 and the
 results back to bfloat16, as the CUDA kernels do with half; float32 and CUDA
 tensors pass through unchanged.
-Applied when the MMDetection integration is imported.
+Guard: mmcv < 2.3 (:func:`needed`; seen in 2.1.0, re-check a newer mmcv
+before extending it). Applied when the MMDetection integration is imported
+(fix 5 of :mod:`mmlt.compat`).
 """
 import functools
 
@@ -52,8 +54,30 @@ def _float32_backward(backward):
     return wrapped
 
 
-def apply() -> None:
+#: The first mmcv release this fix leaves alone (mmcv 2.2.0 is the latest).
+MMCV_UNCHECKED = '2.3.0'
+
+
+def _mmcv_version():
+    import mmcv
+    from mmengine.utils import digit_version
+    return digit_version(mmcv.__version__)
+
+
+def needed() -> bool:
+    """The guard: mmcv < 2.3."""
+    from mmengine.utils import digit_version
+    try:
+        return _mmcv_version() < digit_version(MMCV_UNCHECKED)
+    except ImportError:
+        return False
+
+
+def apply() -> bool:
+    """Patch the ops where :func:`needed`; returns whether it did."""
     import importlib
+    if not needed():
+        return False
     for module_name, function_name in _OPS:
         try:
             function = getattr(importlib.import_module(module_name),
@@ -67,3 +91,4 @@ def apply() -> None:
             function.backward = staticmethod(
                 _float32_backward(function.backward))
         function._mmlt_float32_on_cpu = True
+    return True
