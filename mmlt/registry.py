@@ -22,16 +22,11 @@ from typing import Dict, List, Optional, Type
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
-from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
-from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import DefaultScope
 from mmengine.registry import Registry as _MMEngineRegistry
@@ -160,25 +155,10 @@ TRANSFORMS = Registry(
 #: Hooks (vMF window, prototype clustering).
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmlt', locations=['mmlt.engine'])
-#: Loops.
-LOOPS = Registry(
-    'loop', parent=MMENGINE_LOOPS, scope='mmlt', locations=['mmlt.engine'])
 #: Optimizer wrappers.
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,
-    scope='mmlt',
-    locations=['mmlt.engine'])
-#: Optimizer wrapper constructors.
-OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor',
-    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-    scope='mmlt',
-    locations=['mmlt.engine'])
-#: Parameter schedulers.
-PARAM_SCHEDULERS = Registry(
-    'parameter scheduler',
-    parent=MMENGINE_PARAM_SCHEDULERS,
     scope='mmlt',
     locations=['mmlt.engine'])
 #: Metrics (many/medium/few accuracy; LVIS AP-fixed and AP-pool when
@@ -189,9 +169,3 @@ METRICS = Registry(
     scope='mmlt',
     locations=['mmlt.evaluation'],
     host_locations=_MMDET)
-#: Evaluators.
-EVALUATOR = Registry(
-    'evaluator',
-    parent=MMENGINE_EVALUATOR,
-    scope='mmlt',
-    locations=['mmlt.evaluation'])

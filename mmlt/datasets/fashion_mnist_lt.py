@@ -11,6 +11,7 @@ from typing import Tuple
 import numpy as np
 
 from mmlt.registry import DATASETS
+from mmlt.utils.validation import check_choice
 from .lt_base import (DATA_PREPARATION_DOC, DatasetFilesNotFoundError,
                       LongTailArrayDataset)
 
@@ -117,10 +118,7 @@ class FashionMNISTLT(LongTailArrayDataset):
                  data_root: str = '/usr/share/datasets/fashion-mnist',
                  color_type: str = 'color',
                  **kwargs):
-        if color_type not in ('color', 'grayscale'):
-            raise ValueError(
-                f"color_type must be 'color' or 'grayscale', got "
-                f'{color_type!r}')
+        check_choice('color_type', color_type, ('color', 'grayscale'))
         self.color_type = color_type
         super().__init__(data_root=data_root, **kwargs)
 

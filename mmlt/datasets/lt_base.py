@@ -6,7 +6,8 @@
 * :func:`make_lt_indices`: which images of a balanced training set make up the
   long-tailed subset (the LDAM-DRW selection with a numpy seed).
 * :func:`get_dataset_labels`: the label of every index of a dataset, unwrapping
-  MMEngine's ``ConcatDataset`` / ``RepeatDataset`` / ``ClassBalancedDataset``.
+  MMEngine's ``ConcatDataset`` / ``RepeatDataset`` / ``ClassBalancedDataset``
+  (:mod:`mmlt.datasets.dataset_wrappers`).
 * :func:`make_unlabeled_counts`: the per-class counts of the unlabeled split
   of long-tailed semi-supervised learning (consistent, uniform or reversed
   profile; Kim et al., "DARP", NeurIPS 2020; Oh et al., "DASO", CVPR 2022).
@@ -18,6 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset, force_full_init
+
+from .dataset_wrappers import gather_from_leaves, unwrap_dataset
 
 DATA_PREPARATION_DOC = 'docs/data_preparation.md'
 
@@ -219,28 +222,11 @@ def get_dataset_labels(dataset) -> np.ndarray:
     Returns:
         np.ndarray: Labels (int64), shape ``(len(dataset),)``.
     """
-    # Imported here so that a missing wrapper in some mmengine version does
-    # not break the import of this module.
-    from mmengine.dataset import (ClassBalancedDataset, ConcatDataset,
-                                  RepeatDataset)
-    from torch.utils.data import ConcatDataset as TorchConcatDataset
-    from torch.utils.data import Subset
+    return gather_from_leaves(dataset, _leaf_labels, np.zeros(0, np.int64))
 
-    if isinstance(dataset, (ConcatDataset, TorchConcatDataset)):
-        if hasattr(dataset, 'full_init'):
-            dataset.full_init()
-        parts = [get_dataset_labels(d) for d in dataset.datasets]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    if isinstance(dataset, RepeatDataset):
-        dataset.full_init()
-        return np.tile(get_dataset_labels(dataset.dataset), dataset.times)
-    if isinstance(dataset, ClassBalancedDataset):
-        dataset.full_init()
-        inner = get_dataset_labels(dataset.dataset)
-        return inner[np.asarray(dataset.repeat_indices, dtype=np.int64)]
-    if isinstance(dataset, Subset):
-        inner = get_dataset_labels(dataset.dataset)
-        return inner[np.asarray(dataset.indices, dtype=np.int64)]
+
+def _leaf_labels(dataset) -> np.ndarray:
+    """The single label of every index of a dataset that wraps nothing."""
     if hasattr(dataset, 'get_gt_labels'):
         labels = np.asarray(dataset.get_gt_labels())
         if labels.ndim == 1 and len(labels) == len(dataset):
@@ -258,17 +244,6 @@ def get_dataset_labels(dataset) -> np.ndarray:
                 f'{cat_ids}; expected exactly one label per image')
         labels[idx] = int(cat_ids[0])
     return labels
-
-
-def unwrap_dataset(dataset):
-    """Yield the leaf datasets of mmengine/torch dataset wrappers."""
-    if hasattr(dataset, 'datasets'):  # ConcatDataset
-        for child in dataset.datasets:
-            yield from unwrap_dataset(child)
-    elif hasattr(dataset, 'dataset'):  # RepeatDataset, ClassBalancedDataset
-        yield from unwrap_dataset(dataset.dataset)
-    else:
-        yield dataset
 
 
 def class_counts(dataset, num_classes: Optional[int] = None) -> np.ndarray:

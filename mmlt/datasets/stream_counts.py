@@ -22,41 +22,11 @@ image mode):
   samplers: ``w_i = N * p_c / n_c`` for ``i`` of class ``c``);
 * any other sampler (``DefaultSampler``, ``InfiniteSampler``): ``w_i = 1``.
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 
-
-def _leaf_weights(dataset, weights: np.ndarray, out: Dict[int, tuple]):
-    """Push per-index weights of ``dataset`` down to its leaf datasets.
-
-    ``out`` maps ``id(leaf)`` to ``(leaf, weights of the leaf's indices)``.
-    """
-    if hasattr(dataset, 'repeat_indices'):  # ClassBalancedDataset
-        inner = dataset.dataset
-        pushed = np.bincount(
-            np.asarray(dataset.repeat_indices, dtype=np.int64),
-            weights=weights, minlength=len(inner))
-        return _leaf_weights(inner, pushed, out)
-    if hasattr(dataset, 'times') and hasattr(dataset, 'dataset'):
-        inner = dataset.dataset  # RepeatDataset: index i is i mod len
-        pushed = np.bincount(
-            np.arange(len(weights)) % len(inner), weights=weights,
-            minlength=len(inner))
-        return _leaf_weights(inner, pushed, out)
-    if hasattr(dataset, 'datasets'):  # ConcatDataset
-        starts = [0] + list(getattr(dataset, 'cumulative_sizes', []))
-        if len(starts) != len(dataset.datasets) + 1:
-            starts = list(np.cumsum([0] + [len(d) for d in dataset.datasets]))
-        for child, begin, end in zip(dataset.datasets, starts, starts[1:]):
-            _leaf_weights(child, weights[begin:end], out)
-        return out
-    key = id(dataset)
-    if key in out:
-        out[key] = (dataset, out[key][1] + weights)
-    else:
-        out[key] = (dataset, weights)
-    return out
+from .dataset_wrappers import scatter_to_leaves
 
 
 def expected_draws(dataset, sampler=None) -> np.ndarray:
@@ -117,7 +87,7 @@ def stream_class_counts(dataset,
     Returns:
         np.ndarray: float64 counts, one per class.
     """
-    leaves = _leaf_weights(dataset, expected_draws(dataset, sampler), {})
+    leaves = scatter_to_leaves(dataset, expected_draws(dataset, sampler))
     if num_classes is None:
         num_classes = max(
             len((getattr(leaf, 'metainfo', None) or {}).get('classes', ())

@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmlt.registry import TRANSFORMS
+from mmlt.utils.validation import check_choice
 
 Range = Union[float, Sequence[float]]
 
@@ -116,9 +117,7 @@ class ColorJitter:
         self.saturation = _factor_range(saturation, 'saturation', 1.,
                                         (0., inf))
         self.hue = _factor_range(hue, 'hue', 0., (-0.5, 0.5))
-        if channel_order not in ('bgr', 'rgb'):
-            raise ValueError(f"channel_order={channel_order!r}; expected "
-                             "'bgr' or 'rgb'")
+        check_choice('channel_order', channel_order, ('bgr', 'rgb'))
         self.channel_order = channel_order
 
     def _random_factors(self):

@@ -15,6 +15,7 @@ from mmlt.models.utils.dist_utils import (gather_batch_sizes, gather_no_grad,
                                           is_distributed)
 from mmlt.models.selfsup.kmeans import estimate_concentration, kmeans
 from mmlt.registry import HOOKS
+from mmlt.utils.validation import check_int
 
 _KMEANS_OPTIONS = ('num_iters', 'num_restarts', 'spherical', 'init', 'backend',
                    'chunk_size', 'faiss_kwargs')
@@ -97,11 +98,8 @@ class PrototypeClusteringHook(Hook):
                  clip_percentiles: Optional[Sequence[float]] = (10.0, 90.0),
                  temperature: Optional[float] = None,
                  seed: int = 0) -> None:
-        if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(
-                f'warmup_epochs={warmup_epochs!r}; expected an int >= 0.')
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f'interval={interval!r}; expected an int >= 1.')
+        check_int('warmup_epochs', warmup_epochs, 0)
+        check_int('interval', interval)
         kmeans_cfg = dict(
             backend='auto') if kmeans_cfg is None else dict(kmeans_cfg)
         unknown = set(kmeans_cfg) - set(_KMEANS_OPTIONS)

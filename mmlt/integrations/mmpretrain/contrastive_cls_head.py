@@ -209,6 +209,20 @@ class ContrastiveClsHead(ClsHead, NeedsClassCounts):
                 'two_stage/linear-probe_*.py) instead')
         return self.fc(x)
 
+    @torch.no_grad()
+    def _topk_accuracy(self, cls_score: torch.Tensor,
+                       labels: torch.Tensor) -> dict:
+        """``accuracy_top-k`` (percent) of ``cls_score``, on the device: no
+        host sync. Not MMPretrain's ``Accuracy.calculate``: that one rounds
+        differently (``sum * (100 / n)``), returns ``[[tensor(1,)]]`` and
+        applies a score threshold by default."""
+        top = cls_score.topk(max(self.topk), dim=1).indices
+        hits = top == labels[:, None]
+        return {
+            f'accuracy_top-{k}': hits[:, :k].any(dim=1).float().mean() * 100
+            for k in self.topk
+        }
+
     def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
         """Classifier loss on view 1, contrastive loss on the other views."""
         x = self.pre_logits(feats)
@@ -238,12 +252,7 @@ class ContrastiveClsHead(ClsHead, NeedsClassCounts):
         cls_score = self.fc(x[:batch])
         losses['loss_cls'] = self._get_loss(cls_score, data_samples,
                                             **kwargs)['loss']
-        with torch.no_grad():  # on the device: no host sync
-            top = cls_score.topk(max(self.topk), dim=1).indices
-            hits = top == labels[:, None]
-            for k in self.topk:
-                losses[f'accuracy_top-{k}'] = \
-                    hits[:, :k].any(dim=1).float().mean() * 100
+        losses.update(self._topk_accuracy(cls_score, labels))
 
         if self.contrast_branch is not None and num_views > 1:
             losses['loss_contrast'] = self.contrast_branch(

@@ -171,12 +171,7 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         cls_score = self.fc(weak.index_select(0, lab_idx))
         losses['loss_cls'] = self._get_loss(cls_score, labeled_samples,
                                             **kwargs)['loss']
-        with torch.no_grad():
-            top = cls_score.topk(max(self.topk), dim=1).indices
-            hits = top == labels[:, None]
-            for k in self.topk:
-                losses[f'accuracy_top-{k}'] = \
-                    hits[:, :k].any(dim=1).float().mean() * 100
+        losses.update(self._topk_accuracy(cls_score, labels))
 
         # Pseudo-labels from the weak views (no gradient), FixMatch's mask.
         with torch.no_grad():

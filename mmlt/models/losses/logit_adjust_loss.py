@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_number
 from .utils import check_reduction, log_prior_from_counts, weight_reduce_loss
 
 @MODELS.register_module()
@@ -65,10 +66,8 @@ class LogitAdjustLoss(nn.Module, NeedsClassCounts):
             raise ValueError(f'tau={tau}; expected tau >= 0 (0 disables the '
                              'adjustment).')
         check_reduction(reduction)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
-                f'label_smoothing={label_smoothing}; expected a value in '
-                '[0, 1).')
+        check_number('label_smoothing', label_smoothing, minimum=0.0,
+                     strictly_below=1.0)
         self.tau = float(tau)
         self.loss_weight = loss_weight
         self.reduction = reduction

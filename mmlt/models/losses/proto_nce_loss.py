@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from mmlt.engine.protocols import NeedsPrototypes
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_int
 from .utils import check_reduction, check_unit_features, weight_reduce_loss
 
 
@@ -179,10 +180,8 @@ class ProtoNCELoss(nn.Module, NeedsPrototypes):
             raise ValueError(
                 f'num_clusters={num_clusters}; expected a non-empty sequence '
                 'of ints >= 2 (clusters per clustering).')
-        if num_negatives is not None and (not isinstance(num_negatives, int)
-                                          or num_negatives < 1):
-            raise ValueError(f'num_negatives={num_negatives!r}; expected a '
-                             'positive int or None (all prototypes).')
+        if num_negatives is not None:  # None: all prototypes
+            check_int('num_negatives', num_negatives)
         if not temperature > 0:
             raise ValueError(
                 f'temperature={temperature}; expected a value > 0.')

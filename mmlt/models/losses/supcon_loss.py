@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlt.registry import MODELS
+from mmlt.utils.validation import check_choice
 from .utils import (as_view_major, check_reduction, contrastive_anchor_losses,
                     gather_contrast_set, reduce_over_views,
                     weight_reduce_loss)
@@ -90,9 +91,7 @@ class SupConLoss(nn.Module):
             raise ValueError(
                 f'base_temperature={base_temperature}; expected a value > 0 '
                 '(or None for no scaling).')
-        if contrast_mode not in ('all', 'one'):
-            raise ValueError(
-                f"contrast_mode={contrast_mode!r}; expected 'all' or 'one'.")
+        check_choice('contrast_mode', contrast_mode, ('all', 'one'))
         self.reduction = check_reduction(reduction)
         self.temperature = float(temperature)
         self.base_temperature = float(base_temperature)

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
-from mmlt.utils.validation import check_choice
+from mmlt.utils.validation import check_choice, check_int
 import torch.nn.functional as F
 
 _BACKENDS = ('auto', 'torch', 'faiss')
@@ -62,10 +62,7 @@ def _check_features(features: torch.Tensor, num_clusters: int) -> None:
     if not features.is_floating_point():
         raise ValueError(
             f'features must be floating point, got {features.dtype}.')
-    if not isinstance(num_clusters, int) or isinstance(num_clusters, bool) \
-            or num_clusters < 1:
-        raise ValueError(
-            f'num_clusters={num_clusters!r}; expected a positive int.')
+    check_int('num_clusters', num_clusters)
     if num_clusters > features.shape[0]:
         raise ValueError(
             f'num_clusters={num_clusters} is larger than the number of '

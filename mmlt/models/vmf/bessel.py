@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mmlt.utils.validation import check_number
+
 TensorOrFloat = Union[Tensor, float]
 
 # Orders at least this large are computed directly with Debye's expansion;
@@ -323,7 +325,6 @@ def log_bessel_iv(nu: float, x: TensorOrFloat) -> Tensor:
         Tensor: log I_nu(x) in the floating dtype of ``x`` (float64 for a
         number), shaped like ``x``. Negative entries give NaN.
     """
-    if isinstance(nu, bool) or not isinstance(nu, Real) or not nu >= 0:
-        raise ValueError(f'nu must be a real number >= 0, got {nu!r}')
+    check_number('nu', nu, minimum=0, finite=False)
     x64, out_dtype = as_float64(x, 'x')
     return _LogBesselIv.apply(x64, float(nu)).to(out_dtype)

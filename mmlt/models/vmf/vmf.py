@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mmlt.utils.validation import check_int, check_number
+from mmlt.utils.validation import check_choice, check_int, check_number
 from .bessel import (_LOG_2PI, TensorOrFloat, _log_scaled_bessel_and_ratio,
                      as_float64, log_bessel_iv)
 
@@ -220,9 +220,7 @@ def estimate_kappa(r: TensorOrFloat,
         - r: any shape. Output: the same shape.
     """
     p = _check_dimension(p)
-    if method not in ('banerjee', 'official', 'mle'):
-        raise ValueError("method must be 'banerjee', 'official' or 'mle', "
-                         f'got {method!r}')
+    check_choice('method', method, ('banerjee', 'official', 'mle'))
     if max_kappa is None:
         max_kappa = DEFAULT_MAX_KAPPA
     check_number('max_kappa', max_kappa, strictly_above=0)
