@@ -17,7 +17,8 @@ import mmlt  # noqa: E402,F401  (applies mmlt.compat)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmlt.utils.launch import (apply_common_args, build_runner,  # noqa: E402
-                               host_of, load_config)
+                               close_process_group, host_of,
+                               load_config)
 
 
 def parse_args(argv=None):
@@ -111,6 +112,7 @@ def main(argv=None):
         ]
     runner = build_runner(cfg)
     metrics = runner.test()
+    close_process_group()
     if args.out and args.out_item == 'metrics':
         from mmengine.fileio import dump
         dump(metrics, args.out)

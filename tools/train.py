@@ -18,7 +18,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import mmlt  # noqa: E402,F401  (applies mmlt.compat)
 from mmengine.config import DictAction  # noqa: E402
 from mmlt.utils.launch import (apply_common_args, build_runner,  # noqa: E402
-                               load_config)
+                               close_process_group, load_config)
 
 
 def parse_args(argv=None):
@@ -108,6 +108,7 @@ def main(argv=None):
     cfg = merge_args(cfg, args)
     runner = build_runner(cfg)
     runner.train()
+    close_process_group()
     return runner
 
 

@@ -62,3 +62,15 @@ def build_runner(cfg):
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def close_process_group() -> None:
+    """Destroy the default process group at the end of a distributed run.
+
+    MMEngine leaves it open; a gloo process that exits with it open can end
+    in "terminate called without an active exception" (SIGABRT, exit code
+    -6) after a successful run, seen intermittently with torch 2.14.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
