@@ -211,6 +211,9 @@ def classification_leaf(dataset, roots, labeled_n_max=None):
 
 
 def classification_dataset(dataset, roots):
+    if dataset['type'] == 'mmlt.SeededDataset':
+        classification_dataset(dataset['dataset'], roots)
+        return dataset
     if dataset['type'] == 'mmlt.SemiSupervisedDataset':
         # labeled 4..1 per class; the unlabeled split draws from the rest
         for split in ('labeled', 'unlabeled'):
@@ -263,7 +266,9 @@ def adapt(cfg, roots, variant=None):
             backbone['init_cfg'] = None  # no download here
         shrink_sizes(loader.dataset)
         views = 1
-        for transform in loader.dataset.get('pipeline', []) or []:
+        seeded = loader.dataset.type == 'mmlt.SeededDataset'
+        leaf = loader.dataset.dataset if seeded else loader.dataset
+        for transform in leaf.get('pipeline', []) or []:
             if transform.get('type') == 'MultiView':
                 views = transform['num_views']
         loader.batch_size = 6 if 'MultiSource' in str(loader.sampler) else \

@@ -6,7 +6,8 @@ A wrapper's index ``i`` is an index of one of the datasets it wraps:
   indices ``[begin, end)`` are the indices of one child, in order;
 * ``ClassBalancedDataset`` (``repeat_indices``): ``i -> repeat_indices[i]``;
 * ``RepeatDataset`` (``times`` and ``dataset``): ``i -> i % len(inner)``;
-* torch's ``Subset`` (``indices`` and ``dataset``): ``i -> indices[i]``.
+* torch's ``Subset`` (``indices`` and ``dataset``): ``i -> indices[i]``;
+* :class:`mmlt.SeededDataset`: ``i -> i``.
 
 :func:`index_parts` says that for one level; :func:`unwrap_dataset`,
 :func:`gather_from_leaves` (a value per index, read from the leaves) and
@@ -35,6 +36,8 @@ def index_parts(dataset) -> Optional[List[Tuple[object, int, int,
                 zip(dataset.datasets, starts, starts[1:])]
     if not hasattr(dataset, 'dataset'):
         return None
+    if getattr(dataset, 'same_indices_as_dataset', False):  # SeededDataset
+        return [(dataset.dataset, 0, len(dataset), None)]
     if hasattr(dataset, 'repeat_indices'):  # ClassBalancedDataset
         _full_init(dataset)
         index = np.asarray(dataset.repeat_indices, dtype=np.int64)

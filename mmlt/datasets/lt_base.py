@@ -21,6 +21,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset, force_full_init
 
 from .dataset_wrappers import gather_from_leaves, unwrap_dataset
+from .seeded_dataset import SeededItems
 
 DATA_PREPARATION_DOC = 'docs/data_preparation.md'
 
@@ -299,7 +300,7 @@ def class_counts(dataset, num_classes: Optional[int] = None) -> np.ndarray:
     return total
 
 
-class LongTailDataset(BaseDataset):
+class LongTailDataset(SeededItems, BaseDataset):
     """Base of mmlt's single-label classification datasets.
 
     Subclasses implement ``load_data_list`` returning dicts with ``gt_label``
@@ -312,6 +313,9 @@ class LongTailDataset(BaseDataset):
     * ``get_gt_labels()`` -> ``np.ndarray`` of all labels;
     * ``class_counts`` -> ``np.ndarray`` of per-class counts of this split
       (length ``num_classes``; the training counts on a training split).
+
+    Items are seeded from ``(seed, epoch, index)`` under
+    :class:`mmlt.ExactResumeHook` (:class:`SeededItems`).
 
     Labels are read from the data list once and cached.
     """

@@ -6,10 +6,11 @@ from mmengine.dataset import BaseDataset, ConcatDataset
 
 from mmlt.registry import DATASETS
 from .lt_base import class_counts
+from .seeded_dataset import SeededItems
 
 
 @DATASETS.register_module()
-class SemiSupervisedDataset(ConcatDataset):
+class SemiSupervisedDataset(SeededItems, ConcatDataset):
     """The labeled split followed by the unlabeled split.
 
     MMEngine's ``ConcatDataset`` of ``[labeled, unlabeled]``: indices

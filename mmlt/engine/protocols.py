@@ -15,7 +15,8 @@ from typing import Optional
 
 __all__ = [
     'NeedsClassCounts', 'HasStatisticsWindow', 'HasPseudoLabelStats',
-    'NeedsOutDir', 'NeedsPrototypes', 'ExtractsClusteringFeatures'
+    'NeedsOutDir', 'NeedsPrototypes', 'ExtractsClusteringFeatures',
+    'SeedsItems', 'SkipsFirstIndices'
 ]
 
 
@@ -117,3 +118,38 @@ class ExtractsClusteringFeatures(ABC):
     @abstractmethod
     def extract_clustering_features(self, data_batch: dict):
         """Unit embeddings ``(B, d)`` of a batch."""
+
+
+class SeedsItems(ABC):
+    """Seeds the generators from ``(seed, epoch, index)`` before loading an
+    item (training datasets; see :class:`mmlt.SeededDataset`).
+
+    :class:`mmlt.ExactResumeHook` calls :meth:`set_item_seed_key` once
+    before training with a shared-memory ``[seed, epoch]`` tensor that it
+    updates at the start of every epoch; every process that loads items
+    (the main one, workers, persistent workers) reads it. Without a key the
+    dataset loads items as it always does.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_item_seed_key(self, key) -> None:
+        """Seed later items from ``key`` (a ``(2,)`` long tensor)."""
+
+
+class SkipsFirstIndices(ABC):
+    """A sampler that can leave out the first indices of its passes (a
+    resume inside an epoch; see :class:`mmlt.ResumableSampler`).
+
+    :class:`mmlt.ExactResumeHook` calls :meth:`skip_first` with the number
+    of indices this rank had used before a restart at the start of the
+    resumed epoch and with 0 at its end. While it is set, the sampler's
+    passes and its length leave them out.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def skip_first(self, num_indices: int) -> None:
+        """Leave out the first ``num_indices`` indices of each pass."""

@@ -197,7 +197,7 @@ def test_hyper_parameters(name):
         np.testing.assert_allclose(preprocessor.std, np.multiply(std, 255))
         assert cfg.train_dataloader.drop_last
     sampler = cfg.train_dataloader.sampler['type']
-    assert sampler == exp.get('sampler', 'DefaultSampler')
+    assert sampler == exp.get('sampler', 'mmlt.ResumableSampler')
     hook_types = [h['type'] for h in cfg.custom_hooks]
     assert 'mmlt.ClassCountsHook' in hook_types
     assert 'mmlt.VMFWindowHook' in hook_types

@@ -18,8 +18,9 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mmlt.engine.hooks.exact_resume_hook import (ExactResumeHook,
-                                                 _seeded_class, derived_seed)
+from mmlt.datasets import ResumableSampler, SeededDataset
+from mmlt.engine.hooks.exact_resume_hook import ExactResumeHook
+from mmlt.utils.seeding import derived_seed
 
 NUM_SAMPLES, BATCH = 24, 4  # 6 iterations per epoch
 
@@ -66,23 +67,26 @@ class Crash(Hook):
 
 def make_runner(work_dir, num_workers=0, persistent=False, by_epoch=True,
                 resume=False, crash_at=None, max_epochs=3,
-                iteration_based=False):
+                iteration_based=False, save_begin=0, extra_hooks=(),
+                seeded=True, sampler='mmlt.ResumableSampler'):
     """A toy run; ``by_epoch`` is the checkpoints', ``iteration_based`` the
-    loop's (8 iterations over an InfiniteSampler)."""
-    hooks = [dict(type='mmlt.ExactResumeHook')]
+    loop's (8 iterations over an InfiniteSampler); ``seeded`` wraps the
+    dataset in mmlt.SeededDataset."""
+    hooks = [dict(type='mmlt.ExactResumeHook'), *extra_hooks]
     if crash_at is not None:
         hooks.append(Crash(crash_at))
     checkpoint = dict(type='CheckpointHook', interval=1) if by_epoch else \
-        dict(type='CheckpointHook', interval=4, by_epoch=False)
+        dict(type='CheckpointHook', interval=4, by_epoch=False,
+             save_begin=save_begin)
     torch.manual_seed(0)  # the same initial weights in every run
     return Runner(
         model=DropoutModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=NoisyDataset(),
+            dataset=SeededDataset(NoisyDataset()) if seeded else
+            NoisyDataset(),
             sampler=dict(
-                type='InfiniteSampler' if iteration_based else
-                'DefaultSampler',
+                type='InfiniteSampler' if iteration_based else sampler,
                 shuffle=True),
             batch_size=BATCH,
             num_workers=num_workers,
@@ -183,19 +187,22 @@ def test_checkpoint_carries_random_states(tmp_path):
 
 
 def test_sample_seed_depends_on_seed_epoch_and_index_only():
-    dataset = NoisyDataset()
+    dataset = SeededDataset(NoisyDataset())
+    unseeded = dataset[5]['inputs']
     key = torch.tensor([7, 2])
-    dataset._mmlt_seed_key = key
-    dataset.__class__ = _seeded_class(NoisyDataset)
+    dataset.set_item_seed_key(key)
     first = dataset[5]['inputs']
     torch.rand(10), np.random.rand(), random.random()  # other draws between
     assert torch.equal(dataset[5]['inputs'], first)
+    assert not torch.equal(dataset[5]['inputs'], unseeded)
     assert not torch.equal(dataset[6]['inputs'], first)
     key[1] = 3  # next epoch: new augmentation
     assert not torch.equal(dataset[5]['inputs'], first)
-    # pickles as its own class (workers started with 'spawn')
+    # pickles with its key (workers started with 'spawn')
+    key[1] = 2
     copy = pickle.loads(pickle.dumps(dataset))
-    assert isinstance(copy, NoisyDataset) and type(copy) is type(dataset)
+    assert type(copy) is SeededDataset and len(copy) == NUM_SAMPLES
+    assert torch.equal(copy[5]['inputs'], first)
     assert derived_seed(1, 7, 3, 5) != derived_seed(1, 7, 5, 3)
 
 
@@ -205,6 +212,68 @@ def test_iteration_based_loop_keeps_step_seeds_only(tmp_path):
     runner = make_runner(tmp_path, by_epoch=False, iteration_based=True)
     runner.train()
     assert runner.iter == 8
-    assert type(runner.train_dataloader.dataset) is NoisyDataset
+    assert runner.train_dataloader.dataset._item_seed_key is None
     checkpoint = torch.load(tmp_path / 'iter_8.pth', weights_only=False)
     assert len(checkpoint['random_states']) == 1
+
+
+class RecordTorchState(Hook):
+    """Runs after ExactResumeHook, before CheckpointHook: the generator
+    state at the moment a checkpoint is saved."""
+
+    priority = 'HIGH'
+
+    def __init__(self):
+        self.states = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.states[runner.iter + 1] = torch.get_rng_state().clone()
+
+
+def test_states_are_gathered_at_checkpoints_with_save_begin(tmp_path):
+    """CheckpointHook(interval=4, save_begin=1) saves after iterations 5, 9,
+    13, 17, none of them an epoch end (every 6): the checkpoint holds the
+    states of its own iteration, not of an earlier one."""
+    recorder = RecordTorchState()
+    runner = make_runner(tmp_path, by_epoch=False, save_begin=1,
+                         extra_hooks=[recorder])
+    runner.train()
+    for step in (5, 9, 13, 17):
+        checkpoint = torch.load(tmp_path / f'iter_{step}.pth',
+                                weights_only=False)
+        assert torch.equal(checkpoint['random_states'][0]['torch'],
+                           recorder.states[step]), step
+    assert not torch.equal(recorder.states[5], recorder.states[4])
+
+
+@pytest.mark.slow
+def test_mid_epoch_resume_with_save_begin_is_exact_and_swaps_nothing(
+        tmp_path):
+    straight = run_straight(tmp_path / 'a', by_epoch=False, save_begin=1)
+    # iter_9.pth is written inside epoch 2 (iterations 6..11); crash at 10.
+    resumed, runner = run_crash_and_resume(tmp_path / 'b', 10,
+                                           by_epoch=False, save_begin=1)
+    assert_bitwise_equal(straight, resumed)
+    loader = runner.train_dataloader
+    assert type(loader.dataset) is SeededDataset
+    assert type(loader.batch_sampler.sampler) is ResumableSampler
+    assert loader.batch_sampler.sampler.num_skipped == 0  # reset after
+    assert len(loader) == NUM_SAMPLES // BATCH
+
+
+def test_undeclared_dataset_and_sampler_are_named_with_the_fix(
+        tmp_path, monkeypatch):
+    """A plain dataset and MMEngine's DefaultSampler: the run trains, and the
+    warnings say what to put in the config."""
+    kwargs = dict(by_epoch=False, seeded=False, sampler='DefaultSampler')
+    with pytest.raises(KeyboardInterrupt):
+        make_runner(tmp_path, crash_at=10, **kwargs).train()
+    runner = make_runner(tmp_path, resume=True, **kwargs)
+    warnings = []
+    monkeypatch.setattr(runner.logger, 'warning', warnings.append)
+    runner.train()
+    text = '\n'.join(warnings)
+    assert "type='mmlt.SeededDataset'" in text
+    assert "type='mmlt.ResumableSampler'" in text
+    assert runner.iter == 18 + 2  # iterations 8, 9 of epoch 2 run twice

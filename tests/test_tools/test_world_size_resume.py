@@ -247,8 +247,10 @@ class _Logger:
     warning = info
 
 
-def _fake_runner():
-    return SimpleNamespace(logger=_Logger())
+def _fake_runner(sampler=None):
+    loader = SimpleNamespace(
+        batch_sampler=torch.utils.data.BatchSampler(sampler, 1, False))
+    return SimpleNamespace(logger=_Logger(), train_dataloader=loader)
 
 
 @pytest.mark.parametrize('num', [99, 100])
@@ -257,12 +259,11 @@ def _fake_runner():
 def test_each_rank_skips_its_share_of_the_trained_entries(
         monkeypatch, num, saved_world, world):
     """``saved_world`` ranks trained ``it`` iterations of ``batch`` each;
-    ``world`` ranks of a DefaultSampler that skip what the hook says train
+    ``world`` ranks of a ResumableSampler that skip what the hook says train
     the rest of the order: nothing skipped, and repeated only the entries
     that ``world`` ranks cannot split evenly (the hook warns) and the
     sampler's own padding."""
-    from mmengine.dataset import DefaultSampler
-
+    from mmlt.datasets import ResumableSampler
     from mmlt.engine.hooks import exact_resume_hook as module
     monkeypatch.setattr(module, 'get_world_size', lambda: world)
     hook = module.ExactResumeHook()
@@ -271,7 +272,7 @@ def test_each_rank_skips_its_share_of_the_trained_entries(
     def samplers(world_size):
         result = []
         for rank in range(world_size):
-            sampler = DefaultSampler(dataset, shuffle=True, seed=3)
+            sampler = ResumableSampler(dataset, shuffle=True, seed=3)
             sampler.rank, sampler.world_size = rank, world_size
             sampler.num_samples = -(-num // world_size)
             sampler.total_size = sampler.num_samples * world_size
@@ -286,12 +287,13 @@ def test_each_rank_skips_its_share_of_the_trained_entries(
         done_per_rank = min(it * batch, per_rank)
         done = done_per_rank * saved_world
         complete = done_per_rank == per_rank
-        runner = _fake_runner()
         new = samplers(world)
-        skip = hook._per_rank_skip(
-            runner, new[0], torch.utils.data.BatchSampler(new[0], 1, False),
-            done, complete)
-        rest = [list(s)[skip:] for s in new]
+        runner = _fake_runner(new[0])
+        skip = hook._per_rank_skip(runner, done, complete)
+        rest = []
+        for sampler in new:
+            sampler.skip_first(skip)
+            rest.append(list(sampler))
         trained = [order[p] if p < num else order[p - num]
                    for p in range(min(done, num))]
         count = Counter(trained + [i for shard in rest for i in shard])

@@ -47,7 +47,7 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=1,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     dataset=dict(train_dataset, pipeline=train_pipeline),
 )
 val_dataloader = dict(

@@ -18,7 +18,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     dataset=dict(train_dataset, pipeline=_base_.multi_view_train_pipeline),
 )
 val_dataloader = dict(

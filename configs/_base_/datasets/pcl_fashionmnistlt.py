@@ -39,7 +39,7 @@ train_dataloader = dict(
     num_workers=1,
     persistent_workers=True,
     drop_last=True,  # MoCo's queue takes whole batches
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(train_dataset, pipeline=train_pipeline))
 

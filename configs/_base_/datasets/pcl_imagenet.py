@@ -63,9 +63,12 @@ train_dataloader = dict(
     num_workers=8,
     drop_last=True,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(train_dataset, pipeline=train_pipeline))
+    # MMPretrain's ImageNet, with per-sample seeds for mmlt.ExactResumeHook.
+    dataset=dict(
+        type='mmlt.SeededDataset',
+        dataset=dict(train_dataset, pipeline=train_pipeline)))
 
 # The paper's code embeds the training set with 5x the training batch.
 cluster_dataloader = dict(

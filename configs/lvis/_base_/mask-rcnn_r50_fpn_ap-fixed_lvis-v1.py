@@ -20,6 +20,12 @@
 #       val_evaluator.ap_types=standard test_evaluator.ap_types=standard
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 
+# The same sampler and repeat-factor sampling, resumable inside an epoch and
+# with per-sample seeds (mmlt.ExactResumeHook, docs/resume.md).
+train_dataloader = dict(
+    sampler=dict(type='mmlt.ResumableSampler'),
+    dataset=dict(type='mmlt.ClassBalancedDataset'))
+
 model = dict(
     roi_head=dict(type='mmlt.PerClassTopKRoIHead'),
     test_cfg=dict(

@@ -68,14 +68,14 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
         # Repeat-factor sampling of LVIS (Gupta et al., 2019). LVIS uses a
         # threshold of 1e-3 of its 100k images; the toy set has 370, so the
         # same rule needs a larger threshold to repeat its rare images
         # (3 of 370 images -> about 3.5 repeats).
-        type='ClassBalancedDataset',
+        type='mmlt.ClassBalancedDataset',
         oversample_thr=0.1,
         dataset=dict(
             type='mmlt.LVISV1WithClassCounts',

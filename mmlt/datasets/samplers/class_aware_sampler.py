@@ -29,9 +29,10 @@ from torch.utils.data import Sampler
 
 from mmlt.registry import DATA_SAMPLERS
 from ..lt_base import get_dataset_labels
+from .resumable_sampler import FirstIndicesSkipping
 
 
-class ClassWeightedSampler(Sampler):
+class ClassWeightedSampler(FirstIndicesSkipping, Sampler):
     """Base: draw a class from :meth:`class_probabilities`, then an image of
     that class uniformly.
 
@@ -189,11 +190,11 @@ class ClassWeightedSampler(Sampler):
         """Iterate this rank's indices of the current epoch."""
         groups = self.draw_epoch()
         mine = groups[self.rank::self.world_size].reshape(-1)
-        return iter(mine[:self.num_samples].tolist())
+        return self._without_skipped(iter(mine[:self.num_samples].tolist()))
 
     def __len__(self) -> int:
         """Number of indices this rank yields per epoch."""
-        return self.num_samples
+        return self._length_without_skipped(self.num_samples)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch: it seeds the draw (``seed + epoch``) and, for

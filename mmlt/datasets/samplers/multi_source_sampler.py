@@ -9,10 +9,11 @@ from torch.utils.data import Sampler
 
 from mmlt.registry import DATA_SAMPLERS
 from ..semi_supervised_dataset import SemiSupervisedDataset
+from .resumable_sampler import FirstIndicesSkipping
 
 
 @DATA_SAMPLERS.register_module()
-class MultiSourceSampler(Sampler):
+class MultiSourceSampler(FirstIndicesSkipping, Sampler):
     """Each batch takes ``batch_size * r_s / sum(r)`` samples of source ``s``.
 
     The convention of MMDetection's ``MultiSourceSampler`` (``batch_size``
@@ -139,10 +140,12 @@ class MultiSourceSampler(Sampler):
                                   generator)
             shard = stream[self.rank::self.world_size]
             columns.append(shard.view(self.num_batches, n))
-        return iter(torch.cat(columns, dim=1).flatten().tolist())
+        return self._without_skipped(
+            iter(torch.cat(columns, dim=1).flatten().tolist()))
 
     def __len__(self) -> int:
-        return self.num_batches * self.batch_size
+        return self._length_without_skipped(self.num_batches *
+                                            self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch (the seed of its order is ``seed + epoch``)."""

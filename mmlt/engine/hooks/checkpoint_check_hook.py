@@ -13,9 +13,9 @@ from typing import List, Optional
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner import find_latest_checkpoint
 
 from mmlt.registry import HOOKS
+from .utils import checkpoint_to_load, is_resuming
 
 #: ``checkpoint['meta']`` key holding the model's head type, a plain string.
 HEAD_KEY = 'mmlt_head'
@@ -128,10 +128,8 @@ class CheckpointCheckHook(Hook):
         diff = compare_state_dicts(model, state_dict)
         if not any(diff.values()):
             return
-        resuming = bool(getattr(runner, '_resume', False))
-        path = runner._load_from
-        if resuming and path is None and runner.work_dir:
-            path = find_latest_checkpoint(runner.work_dir)
+        resuming = is_resuming(runner)
+        path = checkpoint_to_load(runner)
         config = getattr(runner.cfg, 'filename', None) or 'the config'
         lines = [
             f'checkpoint {path or "(given)"} does not fit the model of '

@@ -9,169 +9,49 @@ same augmentation stream every epoch. Mid-epoch checkpoints
 train its first iterations twice.
 
 :class:`ExactResumeHook` makes every random draw a function of where the run
-is, never of how it got there:
+is, never of how it got there, through pieces the config names:
 
-- each training sample's pipeline is seeded from ``(seed, epoch, index)``
-  just before it runs, in whichever process loads it (main process, worker,
-  persistent worker), so augmentations do not depend on restarts, on the
-  number of workers or on the number of GPUs;
+- the training dataset seeds each sample's pipeline from ``(seed, epoch,
+  index)`` just before it runs, in whichever process loads it (main process,
+  worker, persistent worker), so augmentations do not depend on restarts, on
+  the number of workers or on the number of GPUs. mmlt's datasets do this
+  themselves; wrap any other in ``mmlt.SeededDataset`` (or use
+  ``mmlt.ClassBalancedDataset`` for repeat-factor sampling). The hook hands
+  the dataset (:class:`~mmlt.engine.protocols.SeedsItems`) its seed key;
 - the training process of each rank is seeded from ``(seed, rank, iter)``
   before every iteration (dropout, RoI sampling, anything in the step) and
   from ``(seed, rank, epoch)`` before every epoch (epoch-level hooks such as
   PCL's clustering);
 - checkpoints also carry every rank's Python, NumPy, torch and (current
-  device's) CUDA states, restored on resume (for what runs between resume
-  and the first iteration);
+  device's) CUDA states, gathered right before each checkpoint that
+  ``CheckpointHook`` saves (its ``interval``, ``save_begin`` and
+  ``save_last``), restored on resume;
 - a run resumed from a mid-epoch checkpoint skips the indices its epoch had
   already used, so no sample is repeated or skipped, also on another number
-  of processes (checkpoints record how many entries of the epoch's order
-  all ranks together had used; see docs/resume.md for what else changes
-  with the world size).
+  of processes: checkpoints record how many entries of the epoch's order all
+  ranks together had used, and the training sampler
+  (:class:`~mmlt.engine.protocols.SkipsFirstIndices`: ``mmlt.ResumableSampler``
+  and mmlt's class-aware and multi-source samplers) leaves them out
+  (docs/resume.md says what else changes with the world size).
 
 Sampler order is already a function of ``(seed, epoch)`` in MMEngine's and
 mmlt's samplers. On a GPU, bitwise equality also needs deterministic kernels
 (``randomness=dict(deterministic=True)``); without them a resumed run is as
 close to the original as two uninterrupted runs are to each other.
 """
-import hashlib
-import itertools
-import random
 from typing import Optional
 
-import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 
+from mmlt.datasets.stream_counts import loader_sampler
+from mmlt.engine.protocols import SeedsItems, SkipsFirstIndices
 from mmlt.registry import HOOKS
-
-# Domains of the derived seeds, so a data seed never equals a step seed.
-_DATA_DOMAIN, _STEP_DOMAIN, _EPOCH_DOMAIN = 1, 2, 3
-
-
-def derived_seed(*keys: int) -> int:
-    """A 32-bit seed from integers, well mixed (BLAKE2b of their digits)."""
-    text = ','.join(str(int(k)) for k in keys).encode()
-    return int.from_bytes(
-        hashlib.blake2b(text, digest_size=4).digest(), 'little')
-
-
-def seed_everything(seed: int, cuda: bool = True) -> None:
-    """Seed Python's, NumPy's and torch's global generators.
-
-    Args:
-        seed (int): The seed.
-        cuda (bool): Also every CUDA device (lazily), as ``torch.manual_seed``
-            does; data pipelines need only the CPU generator, which is 80
-            times cheaper to seed (1 us against 80 us here).
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    if cuda:
-        torch.manual_seed(seed)
-    else:
-        torch.default_generator.manual_seed(seed)
-
-
-def random_states() -> dict:
-    """This process's generator states (about 12 KB pickled).
-
-    Of CUDA, only the current device's generator: a process trains on one
-    device, and a resumed process may see fewer devices than the one that
-    saved (another ``CUDA_VISIBLE_DEVICES``, another world size).
-    """
-    states = dict(
-        python=random.getstate(),
-        numpy=np.random.get_state(),
-        torch=torch.get_rng_state())
-    if torch.cuda.is_available():
-        states['cuda'] = torch.cuda.get_rng_state()
-    return states
-
-
-def set_random_states(states: dict) -> None:
-    """Restore what :func:`random_states` returned.
-
-    Checkpoints written before one CUDA state per process hold a list of
-    every visible device's; the current device's entry is restored when it
-    exists.
-    """
-    random.setstate(states['python'])
-    np.random.set_state(states['numpy'])
-    torch.set_rng_state(states['torch'])
-    cuda = states.get('cuda')
-    if cuda is None or not torch.cuda.is_available():
-        return
-    if isinstance(cuda, (list, tuple)):
-        device = torch.cuda.current_device()
-        if device >= len(cuda):
-            return
-        cuda = cuda[device]
-    torch.cuda.set_rng_state(cuda)
-
-
-def _seeded_getitem(self, idx):
-    """Seed the generators from ``(seed, epoch, idx)``, then load the item.
-
-    ``_mmlt_seed_key`` is a shared-memory ``[seed, epoch]`` tensor written by
-    the hook in the main process and read by every worker (also persistent
-    ones).
-    """
-    seed, epoch = self._mmlt_seed_key.tolist()
-    seed_everything(derived_seed(_DATA_DOMAIN, seed, epoch, idx), cuda=False)
-    return super(type(self), self).__getitem__(idx)
-
-
-def _seeded_reduce_ex(self, protocol):
-    # Pickled as the dataset's own class; workers started with 'spawn'
-    # rebuild the seeded class on their side.
-    return _rebuild_seeded, (type(self).__base__, self.__dict__)
-
-
-_SEEDED_CLASSES = {}
-
-
-def _seeded_class(cls: type) -> type:
-    """A subclass of ``cls`` that seeds before each item (one per type).
-
-    A direct subclass with no new slots, so an existing dataset object can
-    take it as its ``__class__``."""
-    if getattr(cls, '_mmlt_seeded', False):
-        return cls
-    if cls not in _SEEDED_CLASSES:
-        _SEEDED_CLASSES[cls] = type(
-            f'Seeded{cls.__name__}', (cls, ),
-            dict(__slots__=(), _mmlt_seeded=True,
-                 __getitem__=_seeded_getitem,
-                 __reduce_ex__=_seeded_reduce_ex))
-    return _SEEDED_CLASSES[cls]
-
-
-def _rebuild_seeded(cls: type, state: dict):
-    dataset = cls.__new__(cls)
-    dataset.__dict__.update(state)
-    dataset.__class__ = _seeded_class(cls)
-    return dataset
-
-
-class _SkipFirst:
-    """A sampler that leaves out the first ``num_skipped`` indices of one
-    pass of ``sampler`` (the part of an epoch trained before a restart)."""
-
-    def __init__(self, sampler, num_skipped: int) -> None:
-        self.sampler = sampler
-        self.num_skipped = num_skipped
-
-    def __iter__(self):
-        return itertools.islice(iter(self.sampler), self.num_skipped, None)
-
-    def __len__(self) -> int:
-        return max(len(self.sampler) - self.num_skipped, 0)
-
-    def __getattr__(self, name):
-        if name == 'sampler':  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.sampler, name)
+from mmlt.utils.seeding import (EPOCH_DOMAIN, STEP_DOMAIN,  # noqa: F401
+                                derived_seed, random_states,
+                                seed_everything, set_random_states)
+from .utils import is_resuming
 
 
 @HOOKS.register_module()
@@ -179,14 +59,12 @@ class ExactResumeHook(Hook):
     """Seeds from the run's position, random states in checkpoints, and
     mid-epoch resume that neither repeats nor skips samples.
 
-    Turned on in the configs' ``default_runtime``. Costs, measured here:
-    about 13 us per loaded sample (seeding three generators), 0.2 ms per
-    iteration (CUDA generators included), and 12 KB per rank in each
-    checkpoint.
+    Turned on in the configs' ``default_runtime``. Each checkpoint grows by
+    one set of generator states per rank (about 12 KB).
 
     Args:
-        seed_samples (bool): Seed each training sample's pipeline from
-            ``(seed, epoch, index)``. Defaults to True.
+        seed_samples (bool): Hand the training dataset its per-sample seed
+            key, ``(seed, epoch)``. Defaults to True.
         seed_iterations (bool): Seed each rank's generators from
             ``(seed, rank, iteration)`` before every iteration. Defaults to
             True.
@@ -200,9 +78,9 @@ class ExactResumeHook(Hook):
         self.seed_samples = seed_samples
         self.seed_iterations = seed_iterations
         self._seed_key: Optional[torch.Tensor] = None
-        self._skipping_batch_sampler = None
+        self._skipping_sampler: Optional[SkipsFirstIndices] = None
         self._gathered_states = None
-        self._iter_checkpoint_intervals = []
+        self._iter_checkpoint_hooks = []
         self._resume_skip = 0
         # Where the current epoch stands: its indices each rank skipped at a
         # resume, its sampler's length after them, iterations done.
@@ -215,12 +93,9 @@ class ExactResumeHook(Hook):
         return isinstance(runner.train_loop, EpochBasedTrainLoop)
 
     def before_train(self, runner) -> None:
-        # Intervals of the iteration checkpoints, looked up once, not per
-        # iteration.
-        self._iter_checkpoint_intervals = [
-            hook.interval for hook in runner.hooks
+        self._iter_checkpoint_hooks = [
+            hook for hook in runner.hooks
             if isinstance(hook, CheckpointHook) and not hook.by_epoch
-            and hook.interval > 0
         ]
         if not self.seed_samples:
             return
@@ -233,18 +108,24 @@ class ExactResumeHook(Hook):
                 'states in checkpoints')
             return
         dataset = runner.train_dataloader.dataset
-        # DataLoader forbids replacing its dataset once built, so the
-        # dataset's class gains the seeding __getitem__ instead.
+        if not isinstance(dataset, SeedsItems):
+            runner.logger.warning(
+                f'ExactResumeHook: the training dataset '
+                f'{type(dataset).__name__} does not seed its items, so a '
+                'resumed run augments its samples differently. Wrap it: '
+                "train_dataloader.dataset=dict(type='mmlt.SeededDataset', "
+                "dataset=...) (mmlt.ClassBalancedDataset for repeat-factor "
+                'sampling)')
+            return
         self._seed_key = torch.zeros(2, dtype=torch.long).share_memory_()
-        dataset._mmlt_seed_key = self._seed_key
-        dataset.__class__ = _seeded_class(type(dataset))
+        dataset.set_item_seed_key(self._seed_key)
 
     def before_train_epoch(self, runner) -> None:
         # Epoch-level work of other hooks (this hook runs first), e.g. the
         # k-means of PrototypeClusteringHook, draws from these seeds.
         if self.seed_iterations:
             seed_everything(
-                derived_seed(_EPOCH_DOMAIN, runner.seed, get_rank(),
+                derived_seed(EPOCH_DOMAIN, runner.seed, get_rank(),
                              runner.epoch))
         if self._seed_key is not None:
             self._seed_key.copy_(
@@ -252,13 +133,11 @@ class ExactResumeHook(Hook):
         if not self._epoch_based(runner):
             return  # MMEngine advances an iteration-based loop's iterator
         loader = runner.train_dataloader
+        sampler = loader_sampler(loader)
         skip, self._resume_skip = self._resume_skip, 0
         if skip:
-            batch_sampler = loader.batch_sampler
-            batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, skip)
-            self._skipping_batch_sampler = batch_sampler
-        batch_sampler = getattr(loader, 'batch_sampler', None)
-        sampler = getattr(batch_sampler, 'sampler', None)
+            sampler.skip_first(skip)
+            self._skipping_sampler = sampler
         self._position = dict(
             epoch=runner.epoch,
             skipped=skip,
@@ -302,6 +181,28 @@ class ExactResumeHook(Hook):
             epoch_complete=position['iters'] >= position['total_iters'])
         return progress
 
+    def _trained_in_epoch(self, runner, meta: dict, progress: dict,
+                          saved_world: int):
+        """``(done, complete)``: entries of the resumed epoch's order that
+        the saved run had trained, and whether it had finished the epoch."""
+        epoch = meta.get('epoch', 0)
+        batch_size = self._batch_size(runner.train_dataloader)
+        if 'epoch_samples' in progress and progress.get('epoch') == epoch:
+            return (int(progress['epoch_samples']),
+                    bool(progress.get('epoch_complete', False)))
+        if saved_world == get_world_size() and batch_size:
+            # A checkpoint from before 'exact_resume' was saved: the
+            # iterations of this world size and batch size.
+            length = len(runner.train_dataloader)
+            done_iters = meta.get('iter', 0) - epoch * length
+            return (max(done_iters, 0) * batch_size * saved_world,
+                    done_iters >= length)
+        runner.logger.warning(
+            'ExactResumeHook: the checkpoint does not say how much of '
+            f'epoch {epoch + 1} its {saved_world} processes trained; the '
+            'resumed epoch starts from its first batch')
+        return 0, False
+
     def _plan_resumed_epoch(self, runner, meta: dict, progress: dict,
                             saved_world: int) -> None:
         """Decide how many indices each rank skips in the first epoch after
@@ -314,75 +215,71 @@ class ExactResumeHook(Hook):
         entries of the order, whatever the world size that used them.
         """
         loader = runner.train_dataloader
-        loop = runner.train_loop
-        world_size = get_world_size()
-        epoch, start_iter = meta.get('epoch', 0), meta.get('iter', 0)
-        batch_sampler = getattr(loader, 'batch_sampler', None)
-        sampler = getattr(batch_sampler, 'sampler', None)
-        batch_size = self._batch_size(loader)
+        epoch = meta.get('epoch', 0)
         self._resume_skip = 0
-        if epoch >= loop.max_epochs:
+        if epoch >= runner.train_loop.max_epochs:
             return
-        if 'epoch_samples' in progress and progress.get('epoch') == epoch:
-            done = int(progress['epoch_samples'])
-            complete = bool(progress.get('epoch_complete', False))
-        elif saved_world == world_size and batch_size:
-            # A checkpoint from before 'exact_resume' was saved: the
-            # iterations of this world size and batch size.
-            done_iters = start_iter - epoch * len(loader)
-            done = max(done_iters, 0) * batch_size * world_size
-            complete = done_iters >= len(loader)
-        else:
-            done, complete = 0, False
-            runner.logger.warning(
-                'ExactResumeHook: the checkpoint does not say how much of '
-                f'epoch {epoch + 1} its {saved_world} processes trained; '
-                'the resumed epoch starts from its first batch')
+        done, complete = self._trained_in_epoch(runner, meta, progress,
+                                                saved_world)
         skip = 0
         if done > 0 or complete:
-            if sampler is None or batch_size is None:
-                runner.logger.warning(
-                    'ExactResumeHook: the train dataloader has no batch '
-                    'sampler with a .sampler and a batch size; the resumed '
-                    'epoch starts from its first batch')
-            else:
-                skip = self._per_rank_skip(runner, sampler, batch_sampler,
-                                           done, complete)
-        full_iters = len(loader)
+            skip = self._per_rank_skip(runner, done, complete)
+        full_iters = left_iters = len(loader)
         if skip:
-            batch_sampler.sampler = _SkipFirst(sampler, skip)
+            sampler = loader_sampler(loader)
+            sampler.skip_first(skip)
             try:
-                left_iters = len(batch_sampler)
+                left_iters = len(loader.batch_sampler)
             finally:
-                batch_sampler.sampler = sampler
-            runner.logger.info(
-                f'ExactResumeHook: resuming inside epoch {epoch + 1}: ' + (
-                    f'skipping its first {skip // batch_size} iterations '
-                    f'({skip} samples per rank)'
-                    if saved_world == world_size and skip % batch_size == 0
-                    and progress.get('batch_size', batch_size) == batch_size
-                    else f'skipping the first {done} samples of its order, '
-                    f'which {saved_world} processes had trained ({skip} per '
-                    'rank here)'))
-        else:
-            left_iters = full_iters
+                sampler.skip_first(0)
+            self._log_skip(runner, epoch, skip, done, progress, saved_world)
         self._resume_skip = skip
         # The checkpoint's iteration counts the saved run's iterations; the
         # loop's max_iters (max_epochs * this run's epoch length) is where
         # this run must end for the last-iteration checkpoint, the ETA and
         # gradient accumulation to be right.
-        max_iters = start_iter + left_iters + (loop.max_epochs - epoch -
-                                               1) * full_iters
-        if getattr(loop, '_max_iters', max_iters) != max_iters:
+        start_iter = meta.get('iter', 0)
+        max_iters = start_iter + left_iters + (
+            runner.train_loop.max_epochs - epoch - 1) * full_iters
+        if runner.max_iters != max_iters:
             runner.logger.info(
                 f'ExactResumeHook: this run ends at iteration {max_iters}, '
-                f'not {loop.max_iters}: it continues from the checkpoint\'s '
-                f'iteration {start_iter} with {left_iters} iterations left '
-                f'in epoch {epoch + 1} and {full_iters} in each later epoch')
-            loop._max_iters = max_iters
+                f'not {runner.max_iters}: it continues from the '
+                f"checkpoint's iteration {start_iter} with {left_iters} "
+                f'iterations left in epoch {epoch + 1} and {full_iters} in '
+                'each later epoch')
+            # MMEngine has no setter; Runner.resume sets the loop's _epoch
+            # and _iter the same way.
+            runner.train_loop._max_iters = max_iters
 
-    def _per_rank_skip(self, runner, sampler, batch_sampler, done: int,
-                       complete: bool) -> int:
+    def _log_skip(self, runner, epoch: int, skip: int, done: int,
+                  progress: dict, saved_world: int) -> None:
+        batch_size = self._batch_size(runner.train_dataloader)
+        same_batches = (saved_world == get_world_size()
+                        and skip % batch_size == 0 and progress.get(
+                            'batch_size', batch_size) == batch_size)
+        runner.logger.info(
+            f'ExactResumeHook: resuming inside epoch {epoch + 1}: ' +
+            (f'skipping its first {skip // batch_size} iterations ({skip} '
+             'samples per rank)' if same_batches else
+             f'skipping the first {done} samples of its order, which '
+             f'{saved_world} processes had trained ({skip} per rank here)'))
+
+    def _per_rank_skip(self, runner, done: int, complete: bool) -> int:
+        """Indices each rank leaves out: ``done / world_size``, in whole
+        batches of samplers that yield batches; 0 (with a warning) when the
+        sampler cannot skip."""
+        loader = runner.train_dataloader
+        sampler = loader_sampler(loader)
+        if not isinstance(sampler, SkipsFirstIndices) or \
+                self._batch_size(loader) is None:
+            runner.logger.warning(
+                'ExactResumeHook: the training sampler '
+                f'{type(sampler).__name__} cannot leave out the indices its '
+                'epoch had used, so the resumed epoch starts from its first '
+                "batch; use sampler=dict(type='mmlt.ResumableSampler', ...) "
+                "instead of 'DefaultSampler'")
+            return 0
         world_size = get_world_size()
         if complete:
             return len(sampler)
@@ -399,38 +296,42 @@ class ExactResumeHook(Hook):
                 f'which {world_size} processes cannot split evenly; each '
                 f'skips {skip}, so {done - skip * world_size} samples are '
                 'trained again')
-        if type(batch_sampler) is not torch.utils.data.BatchSampler:
+        if type(loader.batch_sampler) is not torch.utils.data.BatchSampler:
             runner.logger.warning(
-                f'ExactResumeHook: {type(batch_sampler).__name__} may group '
-                f'indices (e.g. by aspect ratio); skipping the first {skip} '
-                'indices resumes the epoch close to, not exactly at, where '
-                'it stopped')
+                f'ExactResumeHook: {type(loader.batch_sampler).__name__} may '
+                f'group indices (e.g. by aspect ratio); skipping the first '
+                f'{skip} indices resumes the epoch close to, not exactly at, '
+                'where it stopped')
         return skip
 
     # -- per-iteration seeds ---------------------------------------------
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         if self.seed_iterations:
             seed_everything(
-                derived_seed(_STEP_DOMAIN, runner.seed, get_rank(),
+                derived_seed(STEP_DOMAIN, runner.seed, get_rank(),
                              runner.iter))
 
     # -- random states in checkpoints ------------------------------------
     # Only rank 0 runs save_checkpoint, so every rank's states are gathered
-    # just before CheckpointHook (lower priority) decides to save.
+    # just before CheckpointHook (lower priority) decides to save, by its
+    # own rule.
+    def _checkpoint_after_this_iter(self, runner) -> bool:
+        return any(
+            hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
+            or (hook.save_last and hook.is_last_train_iter(runner))
+            for hook in self._iter_checkpoint_hooks)
+
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         if self._position is not None:
             self._position['iters'] = batch_idx + 1
-        step = runner.iter + 1
-        if any(step % interval == 0 or step == runner.max_iters
-               for interval in self._iter_checkpoint_intervals):
+        if self._checkpoint_after_this_iter(runner):
             self._gathered_states = all_gather_object(random_states())
 
     def after_train_epoch(self, runner) -> None:
-        if self._skipping_batch_sampler is not None:
-            batch_sampler = self._skipping_batch_sampler
-            batch_sampler.sampler = batch_sampler.sampler.sampler
-            self._skipping_batch_sampler = None
+        if self._skipping_sampler is not None:
+            self._skipping_sampler.skip_first(0)
+            self._skipping_sampler = None
         self._gathered_states = all_gather_object(random_states())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -442,7 +343,7 @@ class ExactResumeHook(Hook):
         checkpoint['exact_resume'] = self._epoch_progress(runner, checkpoint)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if not getattr(runner, '_resume', False):
+        if not is_resuming(runner):
             return
         states = checkpoint.get('random_states')
         progress = checkpoint.get('exact_resume')

@@ -11,6 +11,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from mmdet.datasets import LVISV1Dataset
 
+from mmlt.datasets.seeded_dataset import SeededItems
 from mmlt.registry import DATASETS
 from mmlt.utils.validation import check_choice
 
@@ -51,7 +52,7 @@ def counts_from_category_image_map(category_images: Dict[int, Sequence[int]],
 
 
 @DATASETS.register_module()
-class LVISV1WithClassCounts(LVISV1Dataset):
+class LVISV1WithClassCounts(SeededItems, LVISV1Dataset):
     """MMDetection's ``LVISV1Dataset`` with a ``class_counts`` attribute.
 
     :class:`mmlt.ClassCountsHook` reads ``class_counts`` (through

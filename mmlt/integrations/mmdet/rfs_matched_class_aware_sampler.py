@@ -1,15 +1,16 @@
 """Class-aware sampling with epochs as long as repeat-factor sampling's."""
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 from mmdet.datasets.samplers import ClassAwareSampler
 from mmengine.dataset import ClassBalancedDataset
 
+from mmlt.datasets.samplers.resumable_sampler import FirstIndicesSkipping
 from mmlt.registry import DATA_SAMPLERS
 
 
 @DATA_SAMPLERS.register_module()
-class RFSMatchedClassAwareSampler(ClassAwareSampler):
+class RFSMatchedClassAwareSampler(FirstIndicesSkipping, ClassAwareSampler):
     """MMDetection's ``ClassAwareSampler`` whose epoch is a repeat-factor
     sampling epoch long, so the two samplers compare at equal iterations.
 
@@ -47,3 +48,9 @@ class RFSMatchedClassAwareSampler(ClassAwareSampler):
                                  oversample_thr=oversample_thr))
         self.num_samples = int(math.ceil(self.epoch_length / self.world_size))
         self.total_size = self.num_samples * self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return self._without_skipped(super().__iter__())
+
+    def __len__(self) -> int:
+        return self._length_without_skipped(super().__len__())

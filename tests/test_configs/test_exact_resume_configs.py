@@ -1,0 +1,48 @@
+"""Every shipped config that turns on mmlt.ExactResumeHook names the pieces
+the hook needs: a training dataset that seeds its items (SeedsItems) and,
+for epoch-based loops, a sampler that can skip the first indices of a
+resumed epoch (SkipsFirstIndices). Nothing is swapped at run time, so a
+config without them would resume inexactly."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmlt.engine.protocols import SeedsItems, SkipsFirstIndices
+from mmlt.registry import DATA_SAMPLERS, DATASETS
+
+CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs')
+CONFIGS = sorted(
+    osp.relpath(p, CONFIG_DIR)
+    for p in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
+    if '_base_' not in p)
+
+
+def _registered(registry, type_name):
+    assert type_name.startswith('mmlt.'), type_name
+    cls = registry.get(type_name)
+    assert cls is not None, type_name
+    return cls
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_exact_resume_pieces_are_declared(name):
+    if name.startswith('lvis'):
+        pytest.importorskip('mmdet')
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
+    if 'mmlt.ExactResumeHook' not in hooks:
+        pytest.skip('no ExactResumeHook')
+    loader = cfg.train_dataloader
+    dataset = _registered(DATASETS, loader.dataset.type)
+    assert issubclass(dataset, SeedsItems), loader.dataset.type
+    if not cfg.train_cfg.get('by_epoch', True) or \
+            'max_iters' in cfg.train_cfg:
+        return  # iteration-based: no epoch to resume inside
+    sampler = _registered(DATA_SAMPLERS, loader.sampler.type)
+    assert issubclass(sampler, SkipsFirstIndices), loader.sampler.type
+
+
+def test_every_config_is_checked():
+    assert len(CONFIGS) >= 60
