@@ -144,21 +144,12 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         return stats
 
     def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
+        """The classifier loss of the labeled weak views, the unlabeled loss
+        of the strong views against the weak views' pseudo-labels and, with
+        a contrast branch, ProCo over all samples (see the class)."""
         x = self.pre_logits(feats)
+        labeled, unlabeled = self._split_batch(x, data_samples)
         num = len(data_samples)
-        if num == 0 or x.size(0) != 2 * num:
-            raise ValueError(
-                f'{x.size(0)} feature rows for {num} data samples: FixMatch '
-                'needs a weak and a strong view of every sample (MultiView '
-                'with num_views=[1, 1] in both pipelines)')
-        labeled = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
-        unlabeled = [
-            i for i, ds in enumerate(data_samples) if 'gt_label' not in ds
-        ]
-        if not labeled:
-            raise ValueError(
-                'a batch without labeled samples: use mmlt.MultiSourceSampler '
-                'with source_ratio=[1, mu] on mmlt.SemiSupervisedDataset')
         device = x.device
         lab_idx = torch.as_tensor(labeled, device=device)
         unl_idx = torch.as_tensor(unlabeled, device=device)
@@ -173,18 +164,7 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                                             **kwargs)['loss']
         losses.update(self._topk_accuracy(cls_score, labels))
 
-        # Pseudo-labels from the weak views (no gradient), FixMatch's mask.
-        with torch.no_grad():
-            weak_logits = self.fc(weak.index_select(0, unl_idx)).float()
-            if self.pseudo_label_tau:
-                if not self.prior_is_set:
-                    raise RuntimeError(
-                        f'pseudo_label_tau={self.pseudo_label_tau} needs the '
-                        'class prior: add mmlt.ClassCountsHook to the config')
-                weak_logits = weak_logits - self.pseudo_label_tau * \
-                    self.log_prior.to(weak_logits)
-            confidence, pseudo_labels = weak_logits.softmax(dim=1).max(dim=1)
-            mask = (confidence >= self.threshold).float()
+        pseudo_labels, mask = self._pseudo_labels(weak, unl_idx)
         strong_score = self.fc(strong.index_select(0, unl_idx))
         losses['loss_unlabeled'] = self.unlabeled_weight * self.unlabeled_loss(
             strong_score,
@@ -197,19 +177,68 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         losses.update(self.pseudo_label_stats())
 
         if self.contrast_branch is not None:
-            all_labels = torch.zeros(num, dtype=torch.long, device=device)
-            all_labels[lab_idx] = labels.long()
-            all_labels[unl_idx] = pseudo_labels
-            weight = torch.ones(num, device=device)
-            weight[unl_idx] = mask if self.contrast_pseudo_labels else 0.0
-            losses['loss_contrast'] = self.contrast_branch(
-                x,
-                all_labels,
-                2,
-                self.fc.weight,
-                weight=weight,
-                avg_factor=weight.sum())
+            losses['loss_contrast'] = self._contrast_loss(
+                x, lab_idx, labels, unl_idx, pseudo_labels, mask)
         return losses
+
+    @staticmethod
+    def _split_batch(x: torch.Tensor, data_samples) -> Tuple[list, list]:
+        """Indices of the labeled and of the unlabeled samples, after
+        checking that there are two views of each and some labeled ones."""
+        num = len(data_samples)
+        if num == 0 or x.size(0) != 2 * num:
+            raise ValueError(
+                f'{x.size(0)} feature rows for {num} data samples: FixMatch '
+                'needs a weak and a strong view of every sample (MultiView '
+                'with num_views=[1, 1] in both pipelines)')
+        labeled = [i for i, ds in enumerate(data_samples) if 'gt_label' in ds]
+        unlabeled = [
+            i for i, ds in enumerate(data_samples) if 'gt_label' not in ds
+        ]
+        if not labeled:
+            raise ValueError(
+                'a batch without labeled samples: use mmlt.MultiSourceSampler '
+                'with source_ratio=[1, mu] on mmlt.SemiSupervisedDataset')
+        return labeled, unlabeled
+
+    @torch.no_grad()
+    def _pseudo_labels(self, weak: torch.Tensor, unl_idx: torch.Tensor):
+        """FixMatch's pseudo-labels of the unlabeled weak views and their
+        mask (1.0 where the confidence reaches ``threshold``), no gradient.
+        """
+        weak_logits = self.fc(weak.index_select(0, unl_idx)).float()
+        if self.pseudo_label_tau:
+            if not self.prior_is_set:
+                raise RuntimeError(
+                    f'pseudo_label_tau={self.pseudo_label_tau} needs the '
+                    'class prior: add mmlt.ClassCountsHook to the config')
+            weak_logits = weak_logits - self.pseudo_label_tau * \
+                self.log_prior.to(weak_logits)
+        confidence, pseudo_labels = weak_logits.softmax(dim=1).max(dim=1)
+        mask = (confidence >= self.threshold).float()
+        return pseudo_labels, mask
+
+    def _contrast_loss(self, x: torch.Tensor, lab_idx: torch.Tensor,
+                       labels: torch.Tensor, unl_idx: torch.Tensor,
+                       pseudo_labels: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+        """ProCo over both views of all samples: labeled ones with weight 1,
+        unlabeled ones with their pseudo-label and mask (or weight 0 without
+        ``contrast_pseudo_labels``)."""
+        num = x.size(0) // 2
+        device = x.device
+        all_labels = torch.zeros(num, dtype=torch.long, device=device)
+        all_labels[lab_idx] = labels.long()
+        all_labels[unl_idx] = pseudo_labels
+        weight = torch.ones(num, device=device)
+        weight[unl_idx] = mask if self.contrast_pseudo_labels else 0.0
+        return self.contrast_branch(
+            x,
+            all_labels,
+            2,
+            self.fc.weight,
+            weight=weight,
+            avg_factor=weight.sum())
 
     @torch.no_grad()
     def _count_pseudo_labels(self, unlabeled_samples, pseudo_labels: torch.Tensor,

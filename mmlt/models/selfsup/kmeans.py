@@ -410,6 +410,31 @@ def estimate_concentration(
         torch.Tensor: ``(k, )`` positive concentrations in the features'
         dtype.
     """
+    _check_concentration_args(features, centroids, assignments, alpha,
+                              clip_percentiles, mean_concentration)
+    concentration = _raw_concentration(features, centroids, assignments,
+                                       alpha)
+    if clip_percentiles is not None:
+        low, high = (float(p) for p in clip_percentiles)
+        bounds = torch.quantile(
+            concentration,
+            torch.tensor([low / 100, high / 100],
+                         dtype=torch.float64,
+                         device=concentration.device))
+        concentration = concentration.clamp(bounds[0], bounds[1])
+    concentration = _make_positive(concentration)
+    if mean_concentration is not None:
+        concentration = concentration * (
+            mean_concentration / concentration.mean())
+    return concentration.to(features.dtype)
+
+
+def _check_concentration_args(features: torch.Tensor,
+                              centroids: torch.Tensor,
+                              assignments: torch.Tensor, alpha: float,
+                              clip_percentiles: Optional[Sequence[float]],
+                              mean_concentration: Optional[float]) -> None:
+    """The argument checks of :func:`estimate_concentration`."""
     if features.dim() != 2 or centroids.dim() != 2 or \
             features.shape[1] != centroids.shape[1]:
         raise ValueError(
@@ -436,6 +461,14 @@ def estimate_concentration(
     if mean_concentration is not None and not mean_concentration > 0:
         raise ValueError(f'mean_concentration={mean_concentration}; '
                          'expected a value > 0 or None.')
+
+
+def _raw_concentration(features: torch.Tensor, centroids: torch.Tensor,
+                       assignments: torch.Tensor,
+                       alpha: float) -> torch.Tensor:
+    """PCL's ``phi`` of every cluster in float64, before clipping; clusters
+    with at most one member take the largest ``phi`` of the others."""
+    num_clusters = centroids.shape[0]
     assignments = assignments.long()
     distances = (features.double() -
                  centroids.double()[assignments]).norm(dim=1)
@@ -452,22 +485,17 @@ def estimate_concentration(
     concentration[measurable] = distance_sums[measurable] / (
         sizes[measurable] * torch.log(sizes[measurable] + alpha))
     concentration[~measurable] = concentration[measurable].max()
-    if clip_percentiles is not None:
-        bounds = torch.quantile(
-            concentration,
-            torch.tensor([low / 100, high / 100],
-                         dtype=torch.float64,
-                         device=concentration.device))
-        concentration = concentration.clamp(bounds[0], bounds[1])
+    return concentration
+
+
+def _make_positive(concentration: torch.Tensor) -> torch.Tensor:
+    """Replace zero concentrations (they would divide the logits by zero)
+    by the smallest positive one, or all by 1 when none is positive."""
     positive = concentration > 0
     if not positive.any():
         warnings.warn('every cluster has zero spread (collapsed features); '
                       'using a uniform concentration.')
-        concentration = torch.ones_like(concentration)
-    elif not positive.all():
-        # A zero phi would divide the logits by zero.
+        return torch.ones_like(concentration)
+    if not positive.all():
         concentration[~positive] = concentration[positive].min()
-    if mean_concentration is not None:
-        concentration = concentration * (
-            mean_concentration / concentration.mean())
-    return concentration.to(features.dtype)
+    return concentration

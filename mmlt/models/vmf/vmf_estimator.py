@@ -382,6 +382,25 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
                 count, so weight 0 leaves it out without a host-side
                 selection. Defaults to None (every row weighs 1).
         """
+        features, labels, weight = self._to_statistics_device(
+            features, labels, weight)
+        mode = 'local'
+        if is_distributed():
+            shared = self._share_batch(features, labels, weight)
+            if shared is None:  # every rank's batch is empty
+                return
+            mode, features, labels, weight = shared
+        features, row_weight, num_bad = self._weigh_rows(features, weight)
+        if mode == 'all_reduce':
+            self._add_all_reduced(features, labels, row_weight, num_bad)
+        else:
+            self._add_local(features, labels, row_weight, num_bad)
+
+    def _to_statistics_device(self, features: torch.Tensor,
+                              labels: torch.Tensor,
+                              weight: Optional[torch.Tensor]):
+        """Check the batch and move it, detached, to the buffers' device
+        (labels as long, weights in the features' dtype)."""
         self._check_batch(features, labels)
         device = self._statistic_buffers()[0].device
         features = features.detach().to(device)
@@ -392,26 +411,35 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
                     f'weight must have shape {tuple(labels.shape)} (one per '
                     f'row), got {tuple(weight.shape)}')
             weight = weight.detach().to(device=device, dtype=features.dtype)
+        return features, labels, weight
 
-        mode = 'local'
-        if is_distributed():
-            sizes = None
-            if self.sync != 'all_reduce':
-                sizes = gather_batch_sizes(features)
-                if max(sizes) == 0:  # every rank's batch is empty
-                    return
-            mode = self._choose_sync(sizes, features.dtype)
-            if mode == 'gather':
-                features = gather_no_grad(features, sizes)
-                labels = gather_no_grad(labels, sizes)
-                if weight is not None:
-                    weight = gather_no_grad(weight, sizes)
+    def _share_batch(self, features: torch.Tensor, labels: torch.Tensor,
+                     weight: Optional[torch.Tensor]):
+        """Pick the distributed mode and, for ``'gather'``, gather every
+        rank's rows. Returns ``(mode, features, labels, weight)``, or None
+        when the batches of all ranks are empty."""
+        sizes = None
+        if self.sync != 'all_reduce':
+            sizes = gather_batch_sizes(features)
+            if max(sizes) == 0:
+                return None
+        mode = self._choose_sync(sizes, features.dtype)
+        if mode == 'gather':
+            features = gather_no_grad(features, sizes)
+            labels = gather_no_grad(labels, sizes)
+            if weight is not None:
+                weight = gather_no_grad(weight, sizes)
+        return mode, features, labels, weight
 
+    @staticmethod
+    def _weigh_rows(features: torch.Tensor, weight: Optional[torch.Tensor]):
+        """Float64 weighted rows with the non-finite ones zeroed, the row
+        weights and the number of non-finite rows (a device scalar)."""
         # A row sum is NaN/Inf iff a feature is (unit features cannot
         # overflow it): one reduction instead of an element-wise test.
         finite = torch.isfinite(features.sum(dim=1))
-        # Zero the bad rows first (NaN * 0 is NaN), then weight every row by
-        # whether the whole batch is finite: 1 adds the batch, 0 adds nothing.
+        # Zero the bad rows first (NaN * 0 is NaN); the caller then weights
+        # every row by whether the whole batch is finite.
         features = features.to(torch.float64).masked_fill(~finite[:, None], 0)
         num_bad = (~finite).sum(dtype=torch.float64)
         row_weight = finite.to(torch.float64)
@@ -420,23 +448,31 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
             # step), whatever its weight.
             row_weight = row_weight * weight.to(torch.float64)
             features = features * weight.to(torch.float64)[:, None]
-        if mode == 'all_reduce':
-            # Per-class batch sums and counts, and the number of bad rows, in
-            # one all-reduce.
-            batch = features.new_zeros(
-                self.num_classes * (self.feat_dim + 1) + 1)
-            stats = batch[:-1].view(self.num_classes, self.feat_dim + 1)
-            stats[:, :self.feat_dim].index_add_(0, labels, features)
-            stats[:, self.feat_dim].index_add_(0, labels, row_weight)
-            batch[-1] = num_bad
-            torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
-            keep = (batch[-1] == 0).to(torch.float64)
-            self._add_dense(stats[:, :self.feat_dim] * keep,
-                            stats[:, self.feat_dim] * keep)
-            # Other ranks' classes are not known here without a host read:
-            # the parameters are rebuilt on the next read.
-            self._mark_updated(None)
-            return
+        return features, row_weight, num_bad
+
+    def _add_all_reduced(self, features: torch.Tensor, labels: torch.Tensor,
+                         row_weight: torch.Tensor,
+                         num_bad: torch.Tensor) -> None:
+        """Sum the per-class batch sums and counts, and the number of bad
+        rows, over the ranks in one all-reduce and add them unless some rank
+        had a bad row."""
+        batch = features.new_zeros(self.num_classes * (self.feat_dim + 1) + 1)
+        stats = batch[:-1].view(self.num_classes, self.feat_dim + 1)
+        stats[:, :self.feat_dim].index_add_(0, labels, features)
+        stats[:, self.feat_dim].index_add_(0, labels, row_weight)
+        batch[-1] = num_bad
+        torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
+        keep = (batch[-1] == 0).to(torch.float64)
+        self._add_dense(stats[:, :self.feat_dim] * keep,
+                        stats[:, self.feat_dim] * keep)
+        # Other ranks' classes are not known here without a host read: the
+        # parameters are rebuilt on the next read.
+        self._mark_updated(None)
+
+    def _add_local(self, features: torch.Tensor, labels: torch.Tensor,
+                   row_weight: torch.Tensor, num_bad: torch.Tensor) -> None:
+        """Add the (local or gathered) rows unless one of them is bad: 1
+        adds the batch, 0 adds nothing, decided on the device."""
         keep = (num_bad == 0).to(torch.float64)
         weights = row_weight * keep
         if self.window == 'epoch':
