@@ -8,6 +8,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # The work dir for the metrics' per-class files (per_class_accuracy.csv).
+    metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
 )
 
 # ClassCountsHook gives the training class counts to the losses (logit

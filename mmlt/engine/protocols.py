@@ -77,9 +77,9 @@ class HasPseudoLabelStats(ABC):
 class NeedsOutDir(ABC):
     """Writes files next to the run's logs (metrics' per-class tables).
 
-    :class:`mmlt.ClassCountsHook` calls :meth:`set_out_dir` with the runner's
-    ``work_dir`` on every metric of the evaluator before validating or
-    testing.
+    :class:`mmlt.MetricOutDirHook` calls :meth:`set_out_dir` with the
+    runner's ``work_dir`` on every metric of the evaluator before validating
+    or testing.
     """
 
     __slots__ = ()

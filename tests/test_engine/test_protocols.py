@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from mmengine.runner import Runner
 
-from mmlt.engine.hooks import (ClassCountsHook, SemiSupervisedHook,
-                               VMFWindowHook)
+from mmlt.engine.hooks import (ClassCountsHook, MetricOutDirHook,
+                               SemiSupervisedHook, VMFWindowHook)
 from mmlt.engine.protocols import (HasPseudoLabelStats, HasStatisticsWindow,
                                    NeedsClassCounts, NeedsOutDir)
 from mmlt.evaluation.metrics.long_tail_metric import LongTailAccuracy
@@ -106,6 +106,47 @@ def test_class_counts_hook_ignores_undeclared_modules_and_metrics():
     assert declared_metric.counts == [3, 2, 1]
     hook.before_val(runner)  # set_out_dir of the undeclared one not called
     assert declared_metric.counts == [3, 2, 1]
+
+
+def test_out_dir_hook_gives_the_work_dir_to_declared_metrics_only():
+
+    class Writer(NeedsOutDir):
+
+        def __init__(self):
+            self.out_dirs = []
+
+        def set_out_dir(self, out_dir):
+            self.out_dirs.append(out_dir)
+
+    val_metric, test_metric = Writer(), Writer()
+    runner = types.SimpleNamespace(
+        work_dir='/runs/exp',
+        val_loop=types.SimpleNamespace(evaluator=types.SimpleNamespace(
+            metrics=[val_metric, _SameName()])),
+        test_loop=types.SimpleNamespace(evaluator=types.SimpleNamespace(
+            metrics=[test_metric])))
+    hook = MetricOutDirHook()
+    hook.before_val(runner)  # set_out_dir of the undeclared one not called
+    assert val_metric.out_dirs == ['/runs/exp'] and test_metric.out_dirs == []
+    hook.before_test(runner)
+    assert test_metric.out_dirs == ['/runs/exp']
+
+
+def test_long_tail_accuracy_writes_into_the_work_dir_the_hook_gives(
+        tmp_path):
+    metric = LongTailAccuracy(class_counts=[5, 1])
+    runner = types.SimpleNamespace(
+        work_dir=str(tmp_path),
+        val_loop=types.SimpleNamespace(evaluator=types.SimpleNamespace(
+            metrics=[metric])))
+    MetricOutDirHook().before_val(runner)
+    metric.process(None, [
+        dict(pred_label=0, gt_label=0),
+        dict(pred_label=0, gt_label=1)
+    ])
+    metric.compute_metrics(metric.results)
+    with open(tmp_path / 'per_class_accuracy.csv') as f:
+        assert len(f.read().splitlines()) == 3  # a header and two classes
 
 
 def test_window_hook_ignores_undeclared_modules():

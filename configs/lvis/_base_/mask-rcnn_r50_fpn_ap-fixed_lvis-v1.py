@@ -38,3 +38,5 @@ val_evaluator = dict(
     max_dets_per_img=300,
     dets_per_class=10000)
 test_evaluator = val_evaluator
+# lvis_per_class_ap.{csv,png} go to the work dir.
+default_hooks = dict(metric_out_dir=dict(type='mmlt.MetricOutDirHook'))

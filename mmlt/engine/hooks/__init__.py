@@ -1,12 +1,13 @@
 from .checkpoint_check_hook import CheckpointCheckHook
 from .class_counts_hook import ClassCountsHook
 from .exact_resume_hook import ExactResumeHook
+from .metric_out_dir_hook import MetricOutDirHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
 from .semi_supervised_hook import SemiSupervisedHook
 
 __all__ = [
-    'CheckpointCheckHook', 'ClassCountsHook',
-    'ExactResumeHook', 'VMFWindowHook', 'PrototypeClusteringHook',
+    'CheckpointCheckHook', 'ClassCountsHook', 'ExactResumeHook',
+    'MetricOutDirHook', 'VMFWindowHook', 'PrototypeClusteringHook',
     'SemiSupervisedHook'
 ]

@@ -5,7 +5,7 @@ import numpy as np
 from mmengine.hooks import Hook
 
 from mmlt.datasets import lt_base
-from mmlt.engine.protocols import NeedsClassCounts, NeedsOutDir
+from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.registry import HOOKS
 from mmlt.datasets.stream_counts import loader_sampler, stream_class_counts
 from mmlt.utils.validation import check_choice, check_number
@@ -24,8 +24,6 @@ class ClassCountsHook(Hook):
     path or a method name, so the hook works with any model and wrapper.
     The model gets them before the run too, so that the copy MMEngine's
     EMAHook makes of it in ``before_run`` has them.
-    Metrics declaring :class:`~mmlt.engine.protocols.NeedsOutDir` get the
-    run's ``work_dir`` before validating or testing.
 
     Args:
         class_counts (Sequence[int], optional): use these counts instead of
@@ -184,16 +182,8 @@ class ClassCountsHook(Hook):
         for metric in metrics:
             metric.set_class_counts(counts)
 
-    @staticmethod
-    def _set_metric_out_dirs(runner, loop):
-        for metric in getattr(loop.evaluator, 'metrics', []) or []:
-            if isinstance(metric, NeedsOutDir):
-                metric.set_out_dir(runner.work_dir)
-
     def before_val(self, runner) -> None:
-        self._set_metric_out_dirs(runner, runner.val_loop)
         self._before_eval(runner, runner.val_loop)
 
     def before_test(self, runner) -> None:
-        self._set_metric_out_dirs(runner, runner.test_loop)
         self._before_eval(runner, runner.test_loop)

@@ -68,7 +68,7 @@ class LongTailAccuracy(BaseMetric, NeedsOutDir):
         out_file (str | bool, optional): Path of the per-class CSV, written
             on the main process at every evaluation. Defaults to None: the
             file is ``per_class_accuracy.csv`` in the runner's work dir when
-            :class:`mmlt.ClassCountsHook` is used (it calls
+            :class:`mmlt.MetricOutDirHook` is used (it calls
             :meth:`set_out_dir`), no file otherwise. False: never write.
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): Defaults to None (``'lt'``).

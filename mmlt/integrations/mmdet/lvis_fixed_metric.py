@@ -1,7 +1,6 @@
 """LVIS AP with the standard per-image cap, AP-fixed and AP-pool."""
 import copy
 import csv
-import logging
 import os
 import os.path as osp
 from collections import OrderedDict
@@ -27,6 +26,25 @@ from .lvis_fixed_ap import (TopKPerClassStore, interpolated_average_precision,
 AP_TYPES = ('standard', 'fixed', 'pool')
 FREQUENCIES = ('r', 'c', 'f')
 PER_CLASS_FILE = 'lvis_per_class_ap.csv'
+# LVISMetric's options that the standard path's evaluators take over.
+_PASSED_OPTIONS = ('proposal_nums', 'iou_thrs', 'metric_items', 'format_only',
+                   'outfile_prefix', 'backend_args')
+
+
+class _SingleMetricLVIS(LVISMetric):
+    """MMDetection's ``LVISMetric`` for one metric of a
+    :class:`LVISFixedMetric`, on the annotations that one already loaded.
+
+    The standard path evaluates each metric on its own: ``LVISMetric`` names
+    the per-class AP keys without the metric, so ``bbox`` and ``segm`` in one
+    call would overwrite each other's.
+    """
+
+    def __init__(self, lvis_api, metric: str, **kwargs) -> None:
+        super().__init__(ann_file=None, metric=metric, **kwargs)
+        self._lvis_api = lvis_api
+        self.cat_ids = lvis_api.get_cat_ids()
+        self.img_ids = lvis_api.get_img_ids()
 
 
 @METRICS.register_module()
@@ -66,7 +84,8 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
     training image count (``image_count`` of the annotation file's
     categories), ground-truth instances, AP and AP-fixed per IoU type) and a
     plot of AP against the training count (``lvis_per_class_ap.png``) go to
-    ``out_dir``: by default the runner's work dir.
+    ``out_dir``: by default the runner's work dir, which
+    :class:`mmlt.MetricOutDirHook` passes to :meth:`set_out_dir`.
 
     Args:
         ann_file (str): LVIS annotation file of the evaluated set.
@@ -81,8 +100,9 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
             evaluation for AP-fixed (classes are evaluated in groups to bound
             memory). Defaults to 500000.
         out_dir (str | bool, optional): Directory of the per-class CSV and
-            plot; None: the work dir of the running runner (none without
-            one); False: no files.
+            plot; None: the one given to :meth:`set_out_dir` (the work dir,
+            by :class:`mmlt.MetricOutDirHook`; no files without it); False:
+            no files.
         **kwargs: Other arguments of ``LVISMetric``.
     """
 
@@ -124,6 +144,20 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
         self._stores = self._new_stores()
         self.cat_ids = self._lvis_api.get_cat_ids()
         self.img_ids = self._lvis_api.get_img_ids()
+        self._standard_evaluators = {
+            metric: self._single_metric(metric)
+            for metric in self.metrics
+        } if 'standard' in self.ap_types else {}
+
+    def _single_metric(self, metric: str) -> _SingleMetricLVIS:
+        """``LVISMetric`` of ``metric`` with the options given here, and
+        ``classwise`` for ``bbox`` and ``segm`` (the per-class CSV)."""
+        options = {name: getattr(self, name) for name in _PASSED_OPTIONS}
+        return _SingleMetricLVIS(
+            self._lvis_api,
+            metric,
+            classwise=self.classwise or metric in ('bbox', 'segm'),
+            **options)
 
     def _new_stores(self) -> Dict[str, TopKPerClassStore]:
         return {
@@ -250,35 +284,26 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
         for iou_type, store in stores.items():
             metrics.update(self._budget_metrics(iou_type, store, per_class))
         self._log_summary(metrics)
-        out_dir = self._resolve_out_dir()
-        if out_dir and per_class and not self.format_only:
-            self._write_per_class(out_dir, per_class)
+        if self.out_dir and per_class and not self.format_only:
+            self._write_per_class(self.out_dir, per_class)
         return metrics
 
     def _standard_metrics(self, results: list, per_class: dict) -> dict:
-        """``LVISMetric.compute_metrics``, one metric at a time with its
-        per-class AP (``classwise``; the parent names those keys without
-        the metric, so two metrics in one call would overwrite each other).
-        """
-        metrics, classwise = self.metrics, self.classwise
+        """``LVISMetric.compute_metrics`` of each metric, with the per-class
+        AP of ``bbox`` and ``segm`` (kept in the output only with
+        ``classwise``)."""
         names = [cat['name'] for cat in self._lvis_api.load_cats(self.cat_ids)]
         output = OrderedDict()
-        try:
-            for metric in metrics:
-                self.metrics = [metric]
-                self.classwise = classwise or metric in ('bbox', 'segm')
-                values = super().compute_metrics(results)
-                if metric in ('bbox', 'segm'):
-                    per_class[f'{metric}_AP'] = np.array([
-                        values.get(f'{name}_precision', np.nan)
-                        for name in names
-                    ], dtype=np.float64)
-                    if not classwise:
-                        for name in names:
-                            values.pop(f'{name}_precision', None)
-                output.update(values)
-        finally:
-            self.metrics, self.classwise = metrics, classwise
+        for metric, evaluator in self._standard_evaluators.items():
+            values = evaluator.compute_metrics(results)
+            if metric in ('bbox', 'segm'):
+                per_class[f'{metric}_AP'] = np.array([
+                    values.get(f'{name}_precision', np.nan) for name in names
+                ], dtype=np.float64)
+                if not self.classwise:
+                    for name in names:
+                        values.pop(f'{name}_precision', None)
+            output.update(values)
         return output
 
     def _budget_metrics(self, iou_type: str, store: TopKPerClassStore,
@@ -418,17 +443,6 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
                         'per-image cap) and AP-pool:\n%-15s %7s %7s %7s %7s\n'
                         '%s', self.dets_per_class, '', 'all', 'r', 'c', 'f',
                         '\n'.join(rows))
-
-    def _resolve_out_dir(self) -> Optional[str]:
-        if self.out_dir is False:
-            return None
-        if self.out_dir:
-            return self.out_dir
-        # the runner logs to <work_dir>/<timestamp>/<timestamp>.log
-        for handler in MMLogger.get_current_instance().handlers:
-            if isinstance(handler, logging.FileHandler):
-                return osp.dirname(osp.dirname(handler.baseFilename))
-        return None
 
     def _write_per_class(self, out_dir: str, per_class: dict) -> None:
         gt = self._lvis_api

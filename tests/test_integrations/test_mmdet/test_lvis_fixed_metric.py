@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 pytest.importorskip('mmdet')
 pytest.importorskip('lvis')
@@ -492,3 +493,34 @@ def test_format_only_writes_the_standard_files_only(ann_file, tmp_path):
     detections = json.loads((tmp_path / 'results.bbox.json').read_text())
     assert len(detections) == len(DETECTIONS)
     assert not (tmp_path / 'lvis_per_class_ap.csv').exists()
+
+
+def test_out_dir_comes_from_set_out_dir_not_from_the_logger(
+        ann_file, tmp_path):
+    """A run's log file says nothing about where the per-class files go:
+    only ``out_dir`` or :meth:`set_out_dir` (MetricOutDirHook) does."""
+    log_dir = tmp_path / 'work' / 'timestamp'
+    log_dir.mkdir(parents=True)
+    # the layout of a runner's log: <work_dir>/<timestamp>/<timestamp>.log
+    logger = MMLogger.get_instance(
+        'lvis_fixed_out_dir', log_file=str(log_dir / 'timestamp.log'))
+    options = dict(ann_file=ann_file, metric=['bbox', 'segm'], out_dir=None)
+    samples = data_samples(tiny_lvis(), DETECTIONS)
+    try:
+        metric = LVISFixedMetric(**options)
+        metric.process({}, samples)
+        plain = metric.evaluate(len(samples))
+    finally:
+        MMLogger._instance_dict.pop(logger.instance_name)
+        for handler in logger.handlers[:]:
+            handler.close()
+            logger.removeHandler(handler)
+    assert not list((tmp_path / 'work').rglob('lvis_per_class_ap.*'))
+
+    metric = LVISFixedMetric(**options)
+    metric.set_out_dir(str(tmp_path / 'given'))
+    metric.process({}, samples)
+    assert metric.evaluate(len(samples)) == plain
+    assert (tmp_path / 'given' / 'lvis_per_class_ap.csv').exists()
+    # the standard path leaves the metric's own options as they were
+    assert metric.metrics == ['bbox', 'segm'] and metric.classwise is False
