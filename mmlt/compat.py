@@ -1,10 +1,12 @@
 """Work-arounds for known breakages of the OpenMMLab stack that mmlt runs on.
 
-Every fix that mmlt applies to another library is listed here (and in the
-README's "Compatibility fixes"). Each is guarded by the versions that need it,
-so it switches itself off once the upstream project is fixed (a newer release
-is left alone until someone checks it), and is applied only when the library
-it patches is in use. :func:`apply` runs on ``import mmlt``; the guards are
+Every change that mmlt makes to another library is listed here (and in the
+README's "Compatibility fixes"). Fixes 1, 3, 4 and 5 are guarded by versions:
+the versions known to need them, up to the last release checked, so a newer
+release is left alone until someone checks it (a fix released upstream as a
+patch release inside the range is not detected). Fix 2 is mmlt's policy and
+has no guard. Each is applied only when the library it changes is in use.
+:func:`apply` runs fixes 1, 3 and 4 on ``import mmlt``; the guards are
 :func:`weights_only_fix_needed`, :func:`cpu_distributed_fix_needed`,
 :func:`lvis_fix_needed` and
 :func:`mmlt.integrations.mmdet.cpu_autocast.needed`.
@@ -25,7 +27,8 @@ it patches is in use. :func:`apply` runs on ``import mmlt``; the guards are
    ``meta['config']``). When: ``import mmlt``; wraps every scheme of
    mmengine's ``CheckpointLoader``. A refused file raises
    ``CheckpointLoadError``.
-3. Distributed training on a machine without a GPU. Guard: mmengine < 0.11
+3. Distributed training on a machine without a GPU, and the config's
+   ``find_unused_parameters`` for any DDP wrapper. Guard: mmengine < 0.11
    (seen in 0.10.7, the latest release). When: ``import mmlt``; patches
    ``mmengine.dist``'s ``_init_dist_*``, ``MMDistributedDataParallel`` and
    ``Runner.wrap_model``. Upstream: mmengine's ``init_dist`` calls
@@ -37,12 +40,14 @@ it patches is in use. :func:`apply` runs on ``import mmlt``; the guards are
    (with a warning) only where nothing suggests GPUs: when the machine looks
    like a GPU node (:func:`gpu_signals`) training stops with
    :func:`check_gpu_expected`'s message unless the config asks for ``gloo``
-   or ``MMLT_ALLOW_CPU=1`` is set. The runner also gives a config's
+   or ``MMLT_ALLOW_CPU=1`` is set. With CUDA the wrapped functions run
+   unchanged. On any machine the runner also gives a config's
    ``find_unused_parameters`` to a DDP wrapper built from
    ``model_wrapper_cfg`` (mmengine only gives it to its default wrapper).
 4. lvis-api and numpy >= 1.24. Guard: lvis <= 0.5.3 (the latest release) and
-   numpy >= 1.24. When: ``import lvis`` (an import hook, so ``import mmlt``
-   does not import lvis). Upstream: lvis-dataset/lvis-api, ``np.float`` in
+   numpy >= 1.24. When: ``import lvis``: ``import mmlt`` installs an import
+   hook (and patches lvis modules already imported), so it does not import
+   lvis itself. Upstream: lvis-dataset/lvis-api, ``np.float`` in
    ``lvis/eval.py``; numpy 1.24 removed the aliases, and every LVIS evaluation
    fails at its end. We give the ``lvis`` modules (and only them) a numpy view
    that still has the aliases.
@@ -152,7 +157,8 @@ def _allow_mmengine_checkpoints():
 
 
 # ---------------------------------------------------------------------------
-# 2. distributed training on CPU-only machines
+# 3. distributed training on CPU-only machines (fix 2, the weights-only
+#    loaders, is mmlt.utils.checkpoint)
 # ---------------------------------------------------------------------------
 
 
@@ -443,7 +449,7 @@ def _allow_cpu_distributed():
 
 
 # ---------------------------------------------------------------------------
-# 3. lvis-api and numpy >= 1.24
+# 4. lvis-api and numpy >= 1.24
 # ---------------------------------------------------------------------------
 
 _NUMPY_ALIASES = {'float': float, 'int': int, 'bool': bool, 'object': object}

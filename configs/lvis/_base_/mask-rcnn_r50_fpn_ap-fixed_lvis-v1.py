@@ -11,7 +11,8 @@
 #   * AP-pool: one ranking of all classes' detections.
 # Memory of the metric on LVIS v1 val (19,809 images, 1203 classes): at most
 # 12.0M detections per IoU type (0.43 GB of boxes, 4.1 GB of boxes and mask
-# RLEs, 1.25x that while streaming), plus the standard path's 300 per image
+# RLEs, 1.25x that while streaming, about 7.5 GB in all at the peak of a
+# pruning: docs/detection.md), plus the standard path's 300 per image
 # (MMDetection's LVISMetric holds those too). The mask head runs on every
 # kept detection: set max_per_img (e.g. 3000) to bound its memory per image.
 # Standard AP only (as MMDetection's LVISMetric, cheaper):

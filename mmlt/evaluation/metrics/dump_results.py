@@ -13,8 +13,8 @@ def compact_copy(data: Any) -> Any:
 
     A sample's prediction tensors are views into its batch's output: pickled
     as views, each carries the whole batch's storage. A pickled tensor also
-    carries about 400 bytes of framing, a NumPy array about 150, which
-    matters for small per-sample scores and labels. MMPretrain's analysis
+    carries more framing than a NumPy array, which matters for small
+    per-sample scores and labels. MMPretrain's analysis
     tools (``analyze_results.py``, ``confusion_matrix.py``) read NumPy arrays
     as they read tensors.
     """

@@ -3,7 +3,8 @@ Large-Vocabulary Object Detectors: The Devil is in the Details", 2021).
 
 * :class:`TopKPerClassStore`: the budget of AP-fixed, the best ``k``
   detections of every class over the dataset, pruned as results stream in so
-  that memory stays at about twice the final ``num_classes * k`` detections.
+  that its memory is bounded by the budget, not by the dataset (the bound is
+  in its docstring).
 * :func:`matches_by_class`: the per-class matching of the official LVIS
   evaluation (``LVISEval.evaluate``: federated image sets, ignored
   detections), as score / true-positive / false-positive arrays.
@@ -31,10 +32,14 @@ class TopKPerClassStore:
     Detections are added image by image; when the detections added since the
     last pruning outnumber both a quarter of the kept ones and ``prune_at``,
     every class is cut back to its best ``k`` (ties keep the earlier
-    detection, as the LVIS API's stable sort does), so the store never holds
-    more than 1.25 times its final size (or ``prune_at`` more). Boxes take 36
-    bytes per detection; with masks a detection took 337 bytes in all for
-    RLE strings of 200 bytes on average.
+    detection, as the LVIS API's stable sort does). With ``F = num_classes *
+    k``, the most it keeps, the store so holds at most ``F + max(F // 4,
+    prune_at)`` detections, plus those of the image just added: 1.25 ``F``
+    once ``F // 4`` exceeds ``prune_at`` (:meth:`merge` holds both stores
+    until it prunes). A pruning adds short-lived temporaries on top: a copy
+    of the held arrays, the kept subset and the sort's int64 indices (mask
+    RLE strings are shared, not copied). A detection's arrays take 36 bytes,
+    52 with a mask, plus its RLE string.
 
     Args:
         k (int): Detections kept per class.

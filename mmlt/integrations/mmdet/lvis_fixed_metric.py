@@ -75,10 +75,11 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
     :class:`mmlt.PerClassTopKRoIHead` with ``max_per_class`` (the standard
     path applies its own cap). ``process`` keeps only the ``max_dets_per_img``
     best detections of each image for the standard path and streams the rest
-    into a per-class budget (:class:`TopKPerClassStore`), so memory stays
-    below 1.25 times ``num_classes * dets_per_class`` detections per IoU type
-    (with several processes each drops, before the gathering, what cannot
-    be in the union's best ``dets_per_class``).
+    into a per-class budget (:class:`TopKPerClassStore`, which states the
+    bound), so memory follows ``num_classes * dets_per_class`` detections per
+    IoU type, not the dataset's size (with several processes each drops,
+    before the gathering, what cannot be in the union's best
+    ``dets_per_class``).
 
     A per-class CSV (``lvis_per_class_ap.csv``: class, LVIS frequency,
     training image count (``image_count`` of the annotation file's

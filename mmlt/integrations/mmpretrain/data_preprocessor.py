@@ -25,9 +25,8 @@ class MultiViewDataPreprocessor(ClsDataPreprocessor):
     Args:
         channels_last (bool): Return image batches in the channels-last
             memory format (same values and shape, NHWC strides). Convolutions
-            then run in that format too, which on CPUs (oneDNN) is about 20%
-            faster for small ResNets; CUDA with AMP also prefers it.
-            Defaults to False.
+            then run in that format too, which oneDNN on CPUs and cuDNN
+            under AMP prefer (docs/gpu.md). Defaults to False.
         **kwargs: the arguments of ``ClsDataPreprocessor`` (mean, std,
             to_rgb, num_classes, batch_augments, ...). Batch augmentations
             (mixup/cutmix) would mix only the classification view, so they are
