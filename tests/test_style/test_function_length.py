@@ -7,15 +7,6 @@ from pathlib import Path
 MMLT = Path(__file__).resolve().parents[2] / 'mmlt'
 MAX_BODY_LINES = 60
 
-# (path relative to mmlt/, qualified name): functions still being split.
-# ExactResumeHook is being rewritten (issue 28, part 2); its rewrite removes
-# this entry.
-ALLOWED = {
-    ('engine/hooks/exact_resume_hook.py',
-     'ExactResumeHook._plan_resumed_epoch'),
-}
-
-
 def body_lines(function: ast.AST) -> int:
     """Lines from the first statement after the docstring to the end."""
     body = function.body
@@ -67,15 +58,8 @@ def test_nested_functions_and_methods_are_named_and_measured():
 
 def test_no_function_body_over_60_lines():
     assert (MMLT / '__init__.py').exists(), MMLT
-    too_long = [(path, name, lines)
-                for path, name, lines in long_functions()
-                if (path, name) not in ALLOWED]
+    too_long = list(long_functions())
     assert not too_long, (
         f'function bodies over {MAX_BODY_LINES} lines (split them into '
         f'helpers with one job each): {too_long}')
 
-
-def test_allowlist_has_no_stale_entries():
-    long = {(path, name) for path, name, _ in long_functions()}
-    assert not ALLOWED - long, (
-        f'now short enough, drop from ALLOWED: {sorted(ALLOWED - long)}')
