@@ -36,7 +36,14 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='mixed precision: float16 with loss scaling on CUDA, bfloat16 '
-        'on a CPU; steps with NaN/Inf gradients are skipped (docs/gpu.md)')
+        'on a CPU, unless --amp-dtype says otherwise; steps with NaN/Inf '
+        'gradients are skipped (docs/gpu.md)')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=['float16', 'bfloat16'],
+        help='mixed precision in this dtype (implies --amp): float16 with '
+        'loss scaling (CUDA only) or bfloat16 without (CUDA or CPU; the '
+        'natural choice on A100/H100)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -80,9 +87,9 @@ def merge_args(cfg, args):
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
-    if args.amp:
+    if args.amp or args.amp_dtype:
         from mmlt.utils.launch import enable_amp
-        enable_amp(cfg)
+        enable_amp(cfg, args.amp_dtype)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', dict())
         cfg.auto_scale_lr.enable = True

@@ -18,9 +18,11 @@ MMEngine's ``AmpOptimWrapper`` skips a step whose fp16 gradients overflow
   iteration and the likely fixes, instead of training on garbage;
 - refuse to start on the CPU where GPUs are expected but torch sees none
   (:func:`mmlt.compat.check_gpu_expected`; ``MMLT_ALLOW_CPU=1`` opts in);
-- (``mmlt.AmpOptimWrapper``) run mixed precision on CUDA exactly as
-  MMEngine's wrapper (fp16 autocast + dynamic loss scaling), and on a CPU
-  with bfloat16 autocast and no loss scaling (bfloat16 has float32's range).
+- run mixed precision, one wrapper per kind: float16 with dynamic loss
+  scaling on CUDA (:class:`Float16AmpOptimWrapper`, MMEngine's wrapper) and
+  bfloat16 without a loss scaler on CUDA or a CPU
+  (:class:`Bfloat16AmpOptimWrapper`); ``mmlt.AmpOptimWrapper`` (``--amp``,
+  ``--amp-dtype``) builds the one its ``dtype`` names.
 
 ProCo's estimator leaves out any batch with a non-finite feature on its own
 (docs/gpu.md), so a skipped step does not reach its statistics either.
@@ -103,6 +105,20 @@ class _SkipNonFiniteSteps:
         total = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
         return bool(torch.isfinite(total))  # the one host read of a step
 
+    def _settle_step(self) -> bool:
+        """Whether the due step's gradients are finite; a non-finite step's
+        normalisation statistics are restored and the step is counted."""
+        finite = self._gradients_are_finite()
+        self._settle_norm_statistics(finite)
+        self._record(finite)
+        return finite
+
+    @contextmanager
+    def optim_context(self, model):
+        self._save_norm_statistics(model)
+        with super().optim_context(model):
+            yield
+
     def _record(self, finite: bool) -> None:
         if finite:
             self.consecutive_nonfinite_steps = 0
@@ -144,93 +160,110 @@ class SkipNonFiniteOptimWrapper(_SkipNonFiniteSteps, OptimWrapper):
         self._init_skipping(max_nonfinite_steps)
 
     def step(self, **kwargs) -> None:
-        finite = self._gradients_are_finite()
-        self._settle_norm_statistics(finite)
-        self._record(finite)
-        if finite:
+        if self._settle_step():
             super().step(**kwargs)
-
-    @contextmanager
-    def optim_context(self, model):
-        self._save_norm_statistics(model)
-        with super().optim_context(model):
-            yield
 
 
 @OPTIM_WRAPPERS.register_module()
-class AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
-    """Mixed precision on CUDA (as MMEngine's) and on a CPU (bfloat16).
+class Float16AmpOptimWrapper(_SkipNonFiniteSteps, MMEngineAmpOptimWrapper):
+    """float16 autocast with dynamic loss scaling on CUDA: MMEngine's
+    ``AmpOptimWrapper`` (GradScaler skips an overflowing step and lowers the
+    scale), plus the non-finite bookkeeping of this module.
 
     Args:
-        loss_scale (str | float | dict): CUDA only, as in MMEngine.
-            Defaults to ``'dynamic'``.
-        dtype (str | torch.dtype, optional): Autocast dtype. Defaults to
-            float16 on CUDA and bfloat16 on a CPU.
+        loss_scale (str | float | dict): As in MMEngine. Defaults to
+            ``'dynamic'``.
         max_nonfinite_steps (int): Consecutive skipped steps after which
-            training stops. With fp16 loss scaling the first steps of a run
-            are skipped while the scale settles, so the default is larger
-            than :class:`SkipNonFiniteOptimWrapper`'s. Defaults to 30.
+            training stops. The first steps of a run are skipped while the
+            scale settles, so the default is larger than
+            :class:`SkipNonFiniteOptimWrapper`'s. Defaults to 30.
         **kwargs: Arguments of ``OptimWrapper``.
     """
 
     def __init__(self,
                  loss_scale='dynamic',
-                 dtype=None,
                  max_nonfinite_steps: int = 30,
                  **kwargs) -> None:
-        self.device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
-        if self.device_type == 'cuda':
-            super().__init__(loss_scale=loss_scale, dtype=dtype, **kwargs)
-        else:
-            check_gpu_expected('--amp (bfloat16 autocast)')
-            # MMEngine's __init__ refuses a machine without a GPU; bfloat16
-            # needs no loss scaler.
-            OptimWrapper.__init__(self, **kwargs)
-            self.loss_scaler = None
-            self._scale_update_param = None
-            if isinstance(dtype, str):
-                dtype = getattr(torch, dtype)
-            self.cast_dtype = dtype or torch.bfloat16
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                'float16 mixed precision needs CUDA (its loss scaling runs on '
+                'the GPU) and torch sees no GPU; use --amp-dtype bfloat16 '
+                '(optim_wrapper.dtype=\'bfloat16\'), which runs on a CPU')
+        super().__init__(loss_scale=loss_scale, dtype=torch.float16, **kwargs)
         self._init_skipping(max_nonfinite_steps)
 
-    def backward(self, loss: torch.Tensor, **kwargs) -> None:
-        if self.loss_scaler is None:
-            OptimWrapper.backward(self, loss, **kwargs)
-        else:
-            super().backward(loss, **kwargs)
-
     def step(self, **kwargs) -> None:
-        finite = self._gradients_are_finite()
-        self._settle_norm_statistics(finite)
-        self._record(finite)
-        if self.loss_scaler is not None:
-            # GradScaler skips the step itself and lowers the scale.
-            super().step(**kwargs)
-        elif finite:
-            if self.clip_grad_kwargs:
-                self._clip_grad()
-            self.optimizer.step(**kwargs)
+        self._settle_step()
+        super().step(**kwargs)  # GradScaler skips a non-finite step itself
 
-    def state_dict(self) -> dict:
-        if self.loss_scaler is None:
-            return OptimWrapper.state_dict(self)
-        return super().state_dict()
+
+@OPTIM_WRAPPERS.register_module()
+class Bfloat16AmpOptimWrapper(SkipNonFiniteOptimWrapper):
+    """bfloat16 autocast, no loss scaling (bfloat16 has float32's range), on
+    CUDA when torch sees a GPU and on the CPU otherwise.
+
+    Args:
+        max_nonfinite_steps (int): As in :class:`SkipNonFiniteOptimWrapper`.
+            Defaults to 30, as :class:`Float16AmpOptimWrapper`.
+        **kwargs: Arguments of ``OptimWrapper``.
+    """
+
+    cast_dtype = torch.bfloat16
+
+    def __init__(self, max_nonfinite_steps: int = 30, **kwargs) -> None:
+        self.device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if self.device_type == 'cpu':
+            check_gpu_expected('--amp (bfloat16 autocast)')
+        super().__init__(max_nonfinite_steps=max_nonfinite_steps, **kwargs)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        if self.loss_scaler is None:
-            state_dict = dict(state_dict)
-            state_dict.pop('loss_scaler', None)
-            OptimWrapper.load_state_dict(self, state_dict)
-        else:
-            super().load_state_dict(state_dict)
+        # A checkpoint of a float16 run holds its loss scaler: not needed.
+        state_dict = dict(state_dict)
+        state_dict.pop('loss_scaler', None)
+        super().load_state_dict(state_dict)
 
     @contextmanager
     def optim_context(self, model):
-        self._save_norm_statistics(model)
-        if self.loss_scaler is not None:
-            with super().optim_context(model):
-                yield
-            return
-        with OptimWrapper.optim_context(self, model), torch.autocast(
+        with super().optim_context(model), torch.autocast(
                 self.device_type, dtype=self.cast_dtype):
             yield
+
+
+#: ``optim_wrapper.dtype`` (``--amp-dtype``) -> the wrapper that runs it.
+AMP_WRAPPERS = {
+    'float16': Float16AmpOptimWrapper,
+    'bfloat16': Bfloat16AmpOptimWrapper
+}
+
+
+def default_amp_dtype() -> str:
+    """float16 where torch sees a GPU (as MMEngine's ``--amp``), bfloat16
+    on a CPU."""
+    return 'float16' if torch.cuda.is_available() else 'bfloat16'
+
+
+@OPTIM_WRAPPERS.register_module()
+class AmpOptimWrapper:
+    """``mmlt.AmpOptimWrapper``: builds the wrapper of ``dtype`` (the type
+    that ``--amp`` and older configs name).
+
+    Args:
+        dtype (str | torch.dtype, optional): ``'float16'``
+            (:class:`Float16AmpOptimWrapper`, CUDA) or ``'bfloat16'``
+            (:class:`Bfloat16AmpOptimWrapper`). Defaults to
+            :func:`default_amp_dtype`.
+        loss_scale: float16 only, as in MMEngine.
+        **kwargs: Arguments of the chosen wrapper.
+    """
+
+    def __new__(cls, dtype=None, loss_scale='dynamic', **kwargs):
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).replace('torch.', '')
+        dtype = dtype or default_amp_dtype()
+        if dtype not in AMP_WRAPPERS:
+            raise ValueError(
+                f'optim_wrapper.dtype (--amp-dtype) must be one of '
+                f'{sorted(AMP_WRAPPERS)}, got {dtype!r}')
+        if dtype == 'float16':
+            kwargs['loss_scale'] = loss_scale
+        return AMP_WRAPPERS[dtype](**kwargs)

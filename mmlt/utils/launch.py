@@ -37,11 +37,14 @@ def apply_common_args(cfg, args):
     return cfg
 
 
-def enable_amp(cfg):
-    """Switch the optimizer wrapper to ``mmlt.AmpOptimWrapper``: fp16 with
-    dynamic loss scaling on CUDA, bfloat16 autocast on a CPU; both skip
-    steps with non-finite gradients."""
+def enable_amp(cfg, dtype=None):
+    """Switch the optimizer wrapper to ``mmlt.AmpOptimWrapper``: float16
+    with dynamic loss scaling or bfloat16 autocast (``dtype``; by default
+    float16 on CUDA, bfloat16 on a CPU, or the config's
+    ``optim_wrapper.dtype``); both skip steps with non-finite gradients."""
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if dtype is not None:
+        cfg.optim_wrapper.dtype = dtype
     if optim_wrapper in ('mmlt.AmpOptimWrapper', 'AmpOptimWrapper'):
         cfg.optim_wrapper.type = 'mmlt.AmpOptimWrapper'
         return cfg

@@ -307,6 +307,7 @@ def test_single_process_cpu_runs_as_before_without_gpu_signs_or_opted_in(
         built = wrapper(optimizer=optimizer)
     if wrapper is AmpOptimWrapper:
         assert built.cast_dtype == torch.bfloat16
+        assert built.device_type == 'cpu'
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
     if allow is not None:
         monkeypatch.setenv('MMLT_ALLOW_CPU', allow)

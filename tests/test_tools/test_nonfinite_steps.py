@@ -35,7 +35,7 @@ def test_one_overflowing_step_is_skipped(tmp_path, amp, value):
     cfg = write_tiny_config(tmp_path, extra=POISON.format(at=3, value=value))
     runner = run_train(cfg, tmp_path / 'work', *(['--amp'] if amp else []))
     wrapper = runner.optim_wrapper
-    assert type(wrapper).__name__ == ('AmpOptimWrapper'
+    assert type(wrapper).__name__ == ('Bfloat16AmpOptimWrapper'
                                       if amp else 'SkipNonFiniteOptimWrapper')
     if amp:
         assert wrapper.cast_dtype == torch.bfloat16
