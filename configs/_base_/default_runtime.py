@@ -10,6 +10,8 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
     # The work dir for the metrics' per-class files (per_class_accuracy.csv).
     metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
+    # Gathers across GPUs pad to the batch size: no host read in the step.
+    gather_bound=dict(type='mmlt.GatherBoundHook'),
 )
 
 # ClassCountsHook gives the training class counts to the losses (logit

@@ -16,7 +16,7 @@ from typing import Optional
 __all__ = [
     'NeedsClassCounts', 'HasStatisticsWindow', 'HasPseudoLabelStats',
     'NeedsOutDir', 'NeedsPrototypes', 'ExtractsClusteringFeatures',
-    'SeedsItems', 'SkipsFirstIndices'
+    'SeedsItems', 'SkipsFirstIndices', 'GathersAcrossRanks'
 ]
 
 
@@ -153,3 +153,23 @@ class SkipsFirstIndices(ABC):
     @abstractmethod
     def skip_first(self, num_indices: int) -> None:
         """Leave out the first ``num_indices`` indices of each pass."""
+
+
+class GathersAcrossRanks(ABC):
+    """Gathers rows of every rank in the training step (contrastive losses,
+    ProCo's estimator, the heads that hold them).
+
+    :class:`mmlt.GatherBoundHook` calls :meth:`set_max_batch_size` before
+    training with the training loader's batch size (the most samples a rank
+    has in a step) on every outermost module that declares this protocol:
+    gathers then pad each rank's rows to a bound derived from it instead of
+    exchanging the ranks' sizes, which reads them on the host. A module that
+    holds others (a RoI head: rows are RoIs, not images) passes its own
+    bound on.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        """At most ``max_batch_size`` samples per rank and step."""

@@ -40,4 +40,6 @@ val_evaluator = dict(
     dets_per_class=10000)
 test_evaluator = val_evaluator
 # lvis_per_class_ap.{csv,png} go to the work dir.
-default_hooks = dict(metric_out_dir=dict(type='mmlt.MetricOutDirHook'))
+default_hooks = dict(
+    metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
+    gather_bound=dict(type='mmlt.GatherBoundHook'))

@@ -138,7 +138,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=12),
     visualization=dict(type='DetVisualizationHook'),
-    metric_out_dir=dict(type='mmlt.MetricOutDirHook'))
+    metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
+    gather_bound=dict(type='mmlt.GatherBoundHook'))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 custom_hooks = [

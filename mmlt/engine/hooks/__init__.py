@@ -1,6 +1,7 @@
 from .checkpoint_check_hook import CheckpointCheckHook
 from .class_counts_hook import ClassCountsHook
 from .exact_resume_hook import ExactResumeHook
+from .gather_bound_hook import GatherBoundHook
 from .metric_out_dir_hook import MetricOutDirHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
@@ -8,6 +9,7 @@ from .semi_supervised_hook import SemiSupervisedHook
 
 __all__ = [
     'CheckpointCheckHook', 'ClassCountsHook', 'ExactResumeHook',
+    'GatherBoundHook',
     'MetricOutDirHook', 'VMFWindowHook', 'PrototypeClusteringHook',
     'SemiSupervisedHook'
 ]

@@ -137,7 +137,8 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
     def loss_contrast(self,
                       fg_shared_feats: Tensor,
                       fg_labels: Tensor,
-                      fg_weights: Optional[Tensor] = None) -> dict:
+                      fg_weights: Optional[Tensor] = None,
+                      avg_factor: Optional[Tensor] = None) -> dict:
         """The contrastive loss of the foreground RoIs.
 
         Every rank must call this once per step, also with no foreground RoI
@@ -155,7 +156,11 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
                 ``[0, num_classes)``.
             fg_weights (Tensor, optional): Per-RoI weights ``(N_fg,)`` of the
                 loss and of ProCo's statistics (the RoI head's IoU
-                weighting). Defaults to None.
+                weighting, or 0/1 for rows that take no part). Defaults to
+                None.
+            avg_factor (Tensor, optional): Divisor of the weighted sum, with
+                ``fg_weights``. Defaults to ``fg_weights.sum()`` (a weighted
+                mean; a tensor divisor: no host read).
 
         Returns:
             dict[str, Tensor]: ``{'loss_contrast': loss}``.
@@ -169,8 +174,10 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
         # and Seesaw's objectness rows are left out) make BCL's prototypes.
         extra = {}
         if fg_weights is not None:
-            # weighted mean over the RoIs (a tensor divisor: no host read)
-            extra = dict(weight=fg_weights, avg_factor=fg_weights.sum())
+            extra = dict(
+                weight=fg_weights,
+                avg_factor=fg_weights.sum()
+                if avg_factor is None else avg_factor)
         loss = self.contrast_branch(fg_shared_feats, fg_labels, 1,
                                     self.fc_cls.weight[:self.num_classes],
                                     **extra)

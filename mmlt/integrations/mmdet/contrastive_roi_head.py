@@ -6,6 +6,7 @@ from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.structures.bbox import bbox2roi, bbox_overlaps
 from torch import Tensor
 
+from mmlt.engine.protocols import GathersAcrossRanks
 from mmlt.models.losses import ProCoLoss
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_number
@@ -13,7 +14,7 @@ from .per_class_topk_roi_head import PerClassTopKRoIHead
 
 
 @MODELS.register_module()
-class ContrastiveRoIHead(PerClassTopKRoIHead):
+class ContrastiveRoIHead(PerClassTopKRoIHead, GathersAcrossRanks):
     """:class:`StandardRoIHead` whose box loss adds a contrastive term.
 
     Training (:meth:`bbox_loss`): the sampled RoIs go through the box head
@@ -136,18 +137,48 @@ class ContrastiveRoIHead(PerClassTopKRoIHead):
         losses = dict(bbox_loss_and_target['loss_bbox'])
 
         labels = bbox_loss_and_target['bbox_targets'][0]
-        # Background RoIs carry label num_classes.
-        foreground = (labels >= 0) & (labels < self.bbox_head.num_classes)
         ious = self._roi_ious(sampling_results)
-        foreground &= ious >= self.contrast_iou_thr
-        # Called on every rank, with an empty batch if need be: the loss
+        # Background RoIs carry label num_classes.
+        selected = (labels >= 0) & (labels < self.bbox_head.num_classes) & (
+            ious >= self.contrast_iou_thr)
+        # Called on every rank, with no selected RoI if need be: the loss
         # gathers across ranks.
         losses.update(
-            self.bbox_head.loss_contrast(
-                bbox_results['shared_feats'][foreground], labels[foreground],
-                ious[foreground] if self.contrast_iou_weight else None))
+            self._contrast_loss(bbox_results['shared_feats'], labels, ious,
+                                selected))
         bbox_results.update(loss_bbox=losses)
         return bbox_results
+
+    def _contrast_loss(self, shared_feats: Tensor, labels: Tensor,
+                       ious: Tensor, selected: Tensor) -> dict:
+        """The branch's loss over the ``selected`` RoIs ``(N,)`` bool.
+
+        ProCo scores and counts each row on its own, so it takes every RoI
+        with weight 0 on the others (no boolean selection, whose size a GPU
+        would have to read back); the in-batch contrastive losses (SupCon,
+        BCL) see the selected rows only.
+        """
+        if not isinstance(self.bbox_head.contrast_branch.loss, ProCoLoss):
+            return self.bbox_head.loss_contrast(shared_feats[selected],
+                                                labels[selected])
+        weight = selected.to(ious.dtype)
+        if self.contrast_iou_weight:
+            weight = weight * ious
+        avg_factor = weight.sum() if self.contrast_iou_weight else \
+            selected.sum()
+        labels = torch.where(selected, labels, torch.zeros_like(labels))
+        return self.bbox_head.loss_contrast(shared_feats, labels, weight,
+                                            avg_factor)
+
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        """Bound the branch's gathers: at most ``max_batch_size`` images
+        of ``train_cfg.sampler.num`` sampled RoIs each per rank."""
+        if not self.bbox_head.with_contrast or not self.train_cfg:
+            return
+        loss = self.bbox_head.contrast_branch.loss
+        if isinstance(loss, GathersAcrossRanks):
+            loss.set_max_batch_size(max_batch_size *
+                                    int(self.train_cfg.sampler.num))
 
     @staticmethod
     def _roi_ious(sampling_results: List[SamplingResult]) -> Tensor:

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from mmlt.registry import MODELS
 from .utils import (as_view_major, check_reduction, contrastive_anchor_losses,
-                    gather_contrast_set, reduce_over_views,
+                    PaddedGathers, gather_contrast_set, reduce_over_views,
                     weight_reduce_loss)
 
 
 @MODELS.register_module()
-class BCLLoss(nn.Module):
+class BCLLoss(nn.Module, PaddedGathers):
     r"""Balanced contrastive loss: SupCon with class-complement and averaging.
 
     Zhu et al. (CVPR 2022) change SupCon in two ways:
@@ -143,8 +143,10 @@ class BCLLoss(nn.Module):
         # View-major: entry v * N + n is view v of sample n.
         flat_features = features.reshape(num_views * num_samples, dim)
         flat_labels = labels.repeat(num_views)
-        batch_features, batch_labels, rank_offset = gather_contrast_set(
-            flat_features, flat_labels, self.gather_distributed)
+        batch_features, batch_labels, rank_offset, batch_valid = \
+            gather_contrast_set(flat_features, flat_labels,
+                                self.gather_distributed,
+                                self.gather_bound(num_views))
         # Class-complement: the prototypes join the contrast set (not the
         # anchors). They are identical on every rank, so they are not gathered.
         contrast_features = torch.cat([batch_features, prototypes], dim=0)
@@ -152,6 +154,8 @@ class BCLLoss(nn.Module):
             batch_labels,
             torch.arange(num_classes, device=batch_labels.device)
         ])
+        contrast_valid = None if batch_valid is None else torch.cat(
+            [batch_valid, batch_valid.new_ones(num_classes)])
         anchor_rows = rank_offset + torch.arange(
             len(flat_labels), device=flat_labels.device)
         anchor_loss, _ = contrastive_anchor_losses(
@@ -161,7 +165,8 @@ class BCLLoss(nn.Module):
             contrast_labels,
             anchor_rows,
             self.temperature,
-            class_averaging=True)
+            class_averaging=True,
+            contrast_valid=contrast_valid)
         # Every anchor has its class prototype as a positive.
         sample_loss, _ = reduce_over_views(
             anchor_loss, torch.ones_like(flat_labels, dtype=torch.bool),

@@ -16,12 +16,12 @@ from mmlt.registry import MODELS
 from mmlt.utils.validation import check_int, check_number
 from ..vmf.vmf import expected_contrast_logits
 from ..vmf.vmf_estimator import VMFEstimator
-from .utils import (as_view_major, check_reduction, log_prior_from_counts,
-                    weight_reduce_loss)
+from .utils import (PaddedGathers, as_view_major, check_reduction,
+                    log_prior_from_counts, weight_reduce_loss)
 
 
 @MODELS.register_module()
-class ProCoLoss(nn.Module, NeedsClassCounts):
+class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
     r"""ProCo loss: logit-adjusted CE on expected contrastive logits.
 
     Each class's unit features are modelled as ``vMF(mu_c, kappa_c)``,
@@ -213,7 +213,8 @@ class ProCoLoss(nn.Module, NeedsClassCounts):
         update = self.update_estimator and self.training
         for view, view_features in enumerate(features):
             if update and not self.score_before_update:
-                self.estimator.update(view_features.detach(), labels, weight)
+                self.estimator.update(view_features.detach(), labels, weight,
+                                      max_rows=self.gather_bound())
             # One kept copy of mu per view, refreshed in place for the
             # updated classes only (float32; float64 inputs get a new one).
             mean_direction, kappa = self.estimator.vmf_parameters(
@@ -222,7 +223,8 @@ class ProCoLoss(nn.Module, NeedsClassCounts):
                 view_features.to(compute_dtype), mean_direction, kappa,
                 self.temperature)
             if update and self.score_before_update:
-                self.estimator.update(view_features.detach(), labels, weight)
+                self.estimator.update(view_features.detach(), labels, weight,
+                                      max_rows=self.gather_bound())
             view_losses.append(
                 F.cross_entropy(
                     logits + self.log_prior.to(logits.dtype),

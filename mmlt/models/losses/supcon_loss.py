@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_choice
 from .utils import (as_view_major, check_reduction, contrastive_anchor_losses,
-                    gather_contrast_set, reduce_over_views,
+                    PaddedGathers, gather_contrast_set, reduce_over_views,
                     weight_reduce_loss)
 
 
 @MODELS.register_module()
-class SupConLoss(nn.Module):
+class SupConLoss(nn.Module, PaddedGathers):
     r"""Supervised contrastive loss (Khosla et al., NeurIPS 2020, Eq. 2).
 
     For an anchor ``i`` with positives ``P(i)`` (the other entries of the same
@@ -135,8 +135,10 @@ class SupConLoss(nn.Module):
         # View-major: entry v * N + n is view v of sample n.
         flat_features = features.reshape(num_views * num_samples, dim)
         flat_labels = labels.repeat(num_views)
-        contrast_features, contrast_labels, rank_offset = gather_contrast_set(
-            flat_features, flat_labels, self.gather_distributed)
+        contrast_features, contrast_labels, rank_offset, contrast_valid = \
+            gather_contrast_set(flat_features, flat_labels,
+                                self.gather_distributed,
+                                self.gather_bound(num_views))
 
         anchor_views = num_views if self.contrast_mode == 'all' else 1
         num_anchors = anchor_views * num_samples
@@ -155,7 +157,7 @@ class SupConLoss(nn.Module):
             anchor_loss, anchor_valid = contrastive_anchor_losses(
                 flat_features[:num_anchors], flat_labels[:num_anchors],
                 contrast_features, contrast_labels, anchor_rows,
-                self.temperature)
+                self.temperature, contrast_valid=contrast_valid)
             anchor_loss = anchor_loss * (
                 self.temperature / self.base_temperature)
             sample_loss, sample_valid = reduce_over_views(

@@ -19,9 +19,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch.distributed import get_rank
 
-from mmlt.utils.validation import check_choice
-from ..utils.dist_utils import (all_gather_with_grad, gather_batch_sizes,
-                                gather_no_grad, is_distributed)
+from mmlt.engine.protocols import GathersAcrossRanks
+from mmlt.utils.validation import check_choice, check_int
+from ..utils.dist_utils import (all_gather_padded, all_gather_with_grad,
+                                gather_batch_sizes, gather_no_grad,
+                                gathered_row_mask, is_distributed)
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -42,7 +44,8 @@ def weight_reduce_loss(loss: torch.Tensor,
         weight (Tensor, optional): Per-sample weights ``(N,)``.
         reduction (str): ``'none'``, ``'mean'`` or ``'sum'``.
         avg_factor (float | Tensor, optional): With ``'mean'``, the sum is
-            divided by this instead of ``N`` (a tensor stays on the device).
+            divided by this instead of ``N`` (a tensor stays on the device, a
+            number is not copied there).
 
     Returns:
         Tensor: ``(N,)`` for ``'none'``, a scalar otherwise.
@@ -60,10 +63,14 @@ def weight_reduce_loss(loss: torch.Tensor,
         return loss.sum() if reduction == 'sum' else loss
     if reduction == 'mean':
         # The clamp keeps an avg_factor of 0 (nothing to average) from giving
-        # NaN without biasing positive avg_factors.
-        avg_factor = torch.as_tensor(
-            avg_factor, dtype=loss.dtype, device=loss.device)
-        return loss.sum() / avg_factor.clamp(min=torch.finfo(loss.dtype).eps)
+        # NaN without biasing positive avg_factors. A number (MMPretrain's
+        # and MMDetection's avg_factor) divides as a number: turning it into
+        # a device tensor would be a blocking host-to-device copy per step.
+        eps = torch.finfo(loss.dtype).eps
+        if isinstance(avg_factor, torch.Tensor):
+            return loss.sum() / avg_factor.to(
+                device=loss.device, dtype=loss.dtype).clamp(min=eps)
+        return loss.sum() / max(float(avg_factor), eps)
     if reduction == 'none':
         return loss
     raise ValueError('avg_factor can only be used with reduction="mean" or '
@@ -137,26 +144,41 @@ def as_view_major(features: torch.Tensor,
 
 
 def gather_contrast_set(
-        flat_features: torch.Tensor, flat_labels: torch.Tensor,
-        gather_distributed: bool) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    flat_features: torch.Tensor,
+    flat_labels: torch.Tensor,
+    gather_distributed: bool,
+    max_rows: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor, int, Optional[torch.Tensor]]:
     """All ranks' features (with grad) and labels, and where this rank's start.
+
+    With ``max_rows`` (a bound on every rank's ``M_r``) each rank's block is
+    padded to it and nothing is read on the host; without it the ranks'
+    sizes are exchanged first (one host read).
 
     Args:
         flat_features (Tensor): This rank's entries ``(M_r, p)``.
         flat_labels (Tensor): Their labels ``(M_r,)``.
         gather_distributed (bool): Gather over ranks (a no-op if not
             distributed).
+        max_rows (int, optional): Bound on every rank's ``M_r``.
 
     Returns:
-        tuple: contrast features ``(M, p)``, contrast labels ``(M,)`` and the
-        row of this rank's first entry in them.
+        tuple: contrast features ``(M, p)``, contrast labels ``(M,)`` (label
+        0 on padding), the row of this rank's first entry in them, and a
+        bool ``(M,)`` mask of the real rows (None: all are real).
     """
     if not (gather_distributed and is_distributed()):
-        return flat_features, flat_labels, 0
+        return flat_features, flat_labels, 0, None
+    if max_rows is not None:
+        valid = gathered_row_mask(len(flat_labels), max_rows,
+                                  flat_labels.device)
+        return (all_gather_padded(flat_features, max_rows, with_grad=True),
+                all_gather_padded(flat_labels, max_rows),
+                get_rank() * max_rows, valid)
     sizes = gather_batch_sizes(flat_features)
     contrast_features = all_gather_with_grad(flat_features, sizes)
     contrast_labels = gather_no_grad(flat_labels, sizes)
-    return contrast_features, contrast_labels, sum(sizes[:get_rank()])
+    return contrast_features, contrast_labels, sum(sizes[:get_rank()]), None
 
 
 def contrastive_anchor_losses(
@@ -166,7 +188,9 @@ def contrastive_anchor_losses(
         contrast_labels: torch.Tensor,
         anchor_rows: torch.Tensor,
         temperature: float,
-        class_averaging: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        class_averaging: bool = False,
+        contrast_valid: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Per-anchor supervised contrastive losses (SupCon, and BCL's form).
 
     For anchor ``i`` with positives ``P(i)`` (same label, not ``i``):
@@ -190,6 +214,9 @@ def contrastive_anchor_losses(
             set (excluded from its denominator and positives).
         temperature (float): ``tau``.
         class_averaging (bool): BCL's class-averaged denominator.
+        contrast_valid (Tensor, optional): bool ``(M,)``, False for padding
+            rows of a padded gather, which are neither positives nor in a
+            denominator. Defaults to None (every row is real).
 
     Returns:
         tuple[Tensor, Tensor]: losses ``(A,)`` (0 without a positive) and a
@@ -200,20 +227,27 @@ def contrastive_anchor_losses(
     self_mask[torch.arange(len(anchor_rows), device=logits.device),
               anchor_rows] = True
     same_class = anchor_labels[:, None] == contrast_labels[None, :]
+    if contrast_valid is not None:
+        same_class = same_class & contrast_valid[None, :]
     positive_mask = same_class & ~self_mask
     denominator_logits = logits
     if class_averaging:
         # |B_c| per class; a fixed-size index_add rather than bincount, whose
         # output size would be read from the device. The contrast set holds
         # every class's prototype, so M >= C > every label.
+        real = torch.ones_like(contrast_labels, dtype=logits.dtype) \
+            if contrast_valid is None else contrast_valid.to(logits.dtype)
         class_sizes = torch.zeros(
             contrast_labels.shape[0], dtype=logits.dtype,
-            device=logits.device).index_add_(
-                0, contrast_labels,
-                torch.ones_like(contrast_labels, dtype=logits.dtype))
+            device=logits.device).index_add_(0, contrast_labels, real)
         averaging_size = class_sizes[contrast_labels][None, :] - \
             same_class.to(logits.dtype)
         denominator_logits = logits - averaging_size.clamp(min=1).log()
+    if contrast_valid is not None:
+        # Padding rows: the lowest finite value, so exp() makes them exactly
+        # 0 beside any real row and a row of padding alone stays finite.
+        denominator_logits = denominator_logits.masked_fill(
+            ~contrast_valid[None, :], torch.finfo(logits.dtype).min)
     # logsumexp subtracts the row max; -inf removes self-contrast.
     log_denominator = torch.logsumexp(
         denominator_logits.masked_fill(self_mask, float('-inf')),
@@ -244,3 +278,20 @@ def reduce_over_views(anchor_loss: torch.Tensor, anchor_valid: torch.Tensor,
     anchor_loss = anchor_loss.view(num_anchor_views, num_samples)
     num_valid = anchor_valid.view(num_anchor_views, num_samples).sum(dim=0)
     return anchor_loss.sum(dim=0) / num_valid.clamp(min=1), num_valid > 0
+
+
+class PaddedGathers(GathersAcrossRanks):
+    """Keeps the bound of :class:`~mmlt.engine.protocols.GathersAcrossRanks`
+    for a module whose gathers take ``rows_per_sample`` rows per sample."""
+
+    max_batch_size: Optional[int] = None
+
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        self.max_batch_size = check_int('max_batch_size', max_batch_size)
+
+    def gather_bound(self, rows_per_sample: int = 1) -> Optional[int]:
+        """Rows per rank to pad a gather to; None without a bound (the sizes
+        are then exchanged, one host read)."""
+        if self.max_batch_size is None:
+            return None
+        return rows_per_sample * self.max_batch_size

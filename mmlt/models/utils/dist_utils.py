@@ -164,3 +164,105 @@ def gather_no_grad(tensor: torch.Tensor,
         sizes = gather_batch_sizes(tensor)
     _check_sizes(tensor, sizes)
     return _padded_all_gather(tensor, list(sizes))
+
+
+# -- gathers padded to a known bound: no host read -------------------------
+# When every rank's row count is known to be at most ``max_rows`` (the
+# training loader's batch size, handed to the heads by
+# mmlt.GatherBoundHook), each rank pads its rows to ``max_rows`` and the
+# gather has one fixed shape: nothing is read on the host. Which gathered
+# rows are real is a device mask built from the ranks' counts.
+
+
+def _check_bound(tensor: torch.Tensor, max_rows: int) -> None:
+    if tensor.shape[0] > max_rows:
+        raise ValueError(
+            f'this rank has {tensor.shape[0]} rows but the gather is padded '
+            f'to max_rows={max_rows}: the bound set before training (the '
+            'loader\'s batch size) is smaller than a batch; check that the '
+            'head\'s max batch size matches train_dataloader.batch_size')
+
+
+def _pad_rows(tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
+    tensor = tensor.contiguous()
+    if tensor.shape[0] == max_rows:
+        return tensor
+    padding = tensor.new_zeros((max_rows - tensor.shape[0], ) +
+                               tuple(tensor.shape[1:]))
+    return torch.cat([tensor, padding], dim=0)
+
+
+def _fixed_all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    buffers = [torch.empty_like(tensor)
+               for _ in range(torch_dist.get_world_size())]
+    torch_dist.all_gather(buffers, tensor)
+    return torch.cat(buffers, dim=0)
+
+
+def gathered_row_mask(num_rows: int, max_rows: int,
+                      device: torch.device) -> torch.Tensor:
+    """Which rows of a gather padded to ``max_rows`` per rank are real.
+
+    Args:
+        num_rows (int): This rank's number of rows (a host-side shape).
+        max_rows (int): The padded length per rank.
+        device (torch.device): Where the mask lives.
+
+    Returns:
+        Tensor: bool ``(W * max_rows,)``; rank ``r``'s block is ``True`` for
+        its first ``n_r`` rows. All ``True`` (no collective) when not
+        distributed.
+    """
+    if not is_distributed():
+        return torch.ones(num_rows, dtype=torch.bool, device=device)
+    count = torch.full((1, ), num_rows, dtype=torch.long, device=device)
+    counts = _fixed_all_gather(count)  # (W,), on the device
+    slots = torch.arange(max_rows, device=device)
+    return (slots[None, :] < counts[:, None]).reshape(-1)
+
+
+class _PaddedAllGatherWithGrad(torch.autograd.Function):
+    """:func:`all_gather_padded` with the gradient of
+    :class:`_AllGatherWithGrad`: summed over ranks, this rank's rows kept."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
+        ctx.row_start = torch_dist.get_rank() * max_rows
+        ctx.num_rows = tensor.shape[0]
+        return _fixed_all_gather(_pad_rows(tensor, max_rows))
+
+    @staticmethod
+    def backward(ctx, grad_gathered: torch.Tensor):
+        grad_gathered = grad_gathered.contiguous().clone()
+        torch_dist.all_reduce(grad_gathered, op=torch_dist.ReduceOp.SUM)
+        start = ctx.row_start
+        return grad_gathered[start:start + ctx.num_rows], None
+
+
+def all_gather_padded(tensor: torch.Tensor,
+                      max_rows: int,
+                      with_grad: bool = False) -> torch.Tensor:
+    """Every rank's rows, each rank's block padded with zeros to
+    ``max_rows``; no host read (compare :func:`all_gather_with_grad`).
+
+    Args:
+        tensor (Tensor): This rank's rows ``(n_r, *)``, ``n_r <= max_rows``.
+        max_rows (int): The padded length per rank, the same on every rank.
+        with_grad (bool): Keep the gradient (summed over ranks, as
+            :func:`all_gather_with_grad`); else detached.
+
+    Returns:
+        Tensor: ``(W * max_rows, *)``: rank ``r``'s rows start at row
+        ``r * max_rows``; :func:`gathered_row_mask` says which are real.
+        ``tensor`` itself (detached unless ``with_grad``) when not
+        distributed.
+    """
+    if not with_grad:
+        tensor = tensor.detach()
+    if not is_distributed():
+        return tensor
+    _check_bound(tensor, max_rows)
+    if with_grad:
+        return _PaddedAllGatherWithGrad.apply(tensor, int(max_rows))
+    return _fixed_all_gather(_pad_rows(tensor, int(max_rows)))
+

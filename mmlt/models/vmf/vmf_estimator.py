@@ -17,7 +17,8 @@ from torch import nn
 from mmlt.engine.protocols import HasStatisticsWindow
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_choice, check_int, check_number
-from ..utils.dist_utils import (gather_batch_sizes, gather_no_grad,
+from ..utils.dist_utils import (all_gather_padded, gather_batch_sizes,
+                                gather_no_grad, gathered_row_mask,
                                 is_distributed)
 from .vmf import DEFAULT_MAX_KAPPA, estimate_kappa
 
@@ -364,7 +365,8 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
     def update(self,
                features: torch.Tensor,
                labels: torch.Tensor,
-               weight: Optional[torch.Tensor] = None) -> None:
+               weight: Optional[torch.Tensor] = None,
+               max_rows: Optional[int] = None) -> None:
         """Add a batch of unit features to the statistics.
 
         Features are detached. If any row (of any rank) has a NaN or Inf, the
@@ -381,12 +383,18 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
                 a row adds ``w * z`` to its class's sum and ``w`` to its
                 count, so weight 0 leaves it out without a host-side
                 selection. Defaults to None (every row weighs 1).
+            max_rows (int, optional): A bound on every rank's ``B``: the
+                gather pads to it (weight 0 on the padding) instead of
+                exchanging the ranks' sizes, so nothing is read on the host.
+                Defaults to None.
         """
         features, labels, weight = self._to_statistics_device(
             features, labels, weight)
         mode = 'local'
         if is_distributed():
-            shared = self._share_batch(features, labels, weight)
+            shared = self._share_batch(features, labels, weight) \
+                if max_rows is None else self._share_padded_batch(
+                    features, labels, weight, max_rows)
             if shared is None:  # every rank's batch is empty
                 return
             mode, features, labels, weight = shared
@@ -429,6 +437,21 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
             labels = gather_no_grad(labels, sizes)
             if weight is not None:
                 weight = gather_no_grad(weight, sizes)
+        return mode, features, labels, weight
+
+    def _share_padded_batch(self, features: torch.Tensor, labels: torch.Tensor,
+                            weight: Optional[torch.Tensor], max_rows: int):
+        """:meth:`_share_batch` without a host read: each rank's rows are
+        padded to ``max_rows`` and the padding weighs 0 (it adds exact zeros
+        to the sums and counts)."""
+        mode = self._choose_sync([max_rows] * torch_dist.get_world_size(),
+                                 features.dtype)
+        if mode == 'gather':
+            real = gathered_row_mask(len(labels), max_rows, labels.device)
+            features = all_gather_padded(features, max_rows)
+            labels = all_gather_padded(labels, max_rows)
+            weight = real.to(features.dtype) if weight is None else \
+                all_gather_padded(weight, max_rows)
         return mode, features, labels, weight
 
     @staticmethod

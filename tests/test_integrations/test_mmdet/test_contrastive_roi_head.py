@@ -40,6 +40,7 @@ def capture_contrast_inputs(head):
     def spy(features, labels, *args, **kwargs):
         seen['features'] = features.detach().clone()
         seen['labels'] = labels.clone()
+        seen['weight'] = kwargs.get('weight')
         return original(features, labels, *args, **kwargs)
 
     head.bbox_head.contrast_branch.loss.forward = spy
@@ -83,11 +84,21 @@ def test_contrastive_loss_sees_exactly_the_foreground_rois():
         'loss_cls', 'acc', 'loss_bbox', 'loss_contrast'
     }
     shared, labels = expected_foreground(head, x, results)
-    assert seen['labels'].tolist() == labels.tolist()
-    # the branch hands the loss one view, view-major: (1, N_fg, p)
+    # ProCo takes every RoI, weight 1 on the foreground ones and 0 on the
+    # rest (no boolean selection); the targets list each image's positives
+    # first, then its negatives
+    selected = torch.cat([
+        torch.cat([torch.ones(len(res.pos_priors)),
+                   torch.zeros(len(res.neg_priors))]) for res in results
+    ]).bool()
+    assert seen['weight'].tolist() == selected.float().tolist()
+    assert seen['labels'].shape == (num_rois, )
+    assert seen['labels'][selected].tolist() == labels.tolist()
+    assert (seen['labels'][~selected] == 0).all()  # a valid class index
+    # the branch hands the loss one view, view-major: (1, N, p)
     torch.testing.assert_close(
-        seen['features'],
-        head.bbox_head.contrast_branch.project(shared).detach()[None])
+        seen['features'][0][selected],
+        head.bbox_head.contrast_branch.project(shared).detach())
     # the estimator counted exactly these RoIs, by class
     estimator = head.bbox_head.contrast_branch.loss.estimator
     assert estimator.current_counts.sum().item() == num_fg
@@ -309,7 +320,8 @@ def test_contrastive_positives_pass_the_iou_threshold(iou_thr):
                                     result.pos_gt_labels.tolist())
         if _iou(prior, gt) >= iou_thr - 1e-6
     ]
-    assert seen['labels'].tolist() == expected
+    taking_part = seen['weight'] > 0  # ProCo: weight 0 on the others
+    assert seen['labels'][taking_part].tolist() == expected
     if iou_thr == 0.5:  # every foreground RoI, as before the option
         assert len(expected) == sum(len(r.pos_priors) for r in results)
     else:
@@ -341,7 +353,14 @@ def test_iou_weighting_weights_loss_and_statistics_by_hand():
         for prior, gt in zip(result.pos_priors.tolist(),
                              result.pos_gt_bboxes.tolist())
     ]
-    assert seen['weight'].tolist() == pytest.approx(expected, rel=1e-5)
+    # every RoI, in target order (per image: positives, then negatives at 0)
+    expected_rows = [
+        weight for result in results for weight in [
+            _iou(prior, gt) for prior, gt in zip(
+                result.pos_priors.tolist(), result.pos_gt_bboxes.tolist())
+        ] + [0.0] * len(result.neg_priors)
+    ]
+    assert seen['weight'].tolist() == pytest.approx(expected_rows, rel=1e-5)
     assert seen['avg_factor'].item() == pytest.approx(sum(expected), 1e-5)
     # the statistics count each RoI by its IoU
     labels = [int(label) for r in results for label in r.pos_gt_labels]

@@ -86,7 +86,7 @@ def test_config_roi_head_builds(path):
         assert cfg.train_dataloader.dataset.pipeline[0].type == \
             'LoadImageFromFile'
     elif '/toy/' not in path:
-        assert cfg.train_dataloader.dataset.type == 'ClassBalancedDataset'
+        assert cfg.train_dataloader.dataset.type == 'mmlt.ClassBalancedDataset'
         assert cfg.train_dataloader.dataset.oversample_thr == 1e-3
     # LVIS AP, AP-fixed and AP-pool, on detections capped per class only
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
