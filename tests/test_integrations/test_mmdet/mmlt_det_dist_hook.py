@@ -1,5 +1,6 @@
 """A test-only hook (imported by the 2-process run through custom_imports):
-count the foreground RoIs each rank gives the contrastive loss and save
+count the foreground RoIs each rank gives the contrastive loss (rows of
+weight > 0) and save
 each rank's contrastive-loss state after training."""
 import os.path as osp
 
@@ -19,9 +20,12 @@ class SaveRankStateHook(Hook):
         original = bbox_head.loss_contrast
         self.num_foreground = 0
 
-        def counting_loss_contrast(features, labels, *weights):
-            self.num_foreground += int(labels.numel())
-            return original(features, labels, *weights)
+        def counting_loss_contrast(features, labels, weights=None,
+                                   *args):
+            # ProCo takes every RoI, weight 0 on those it must not see
+            self.num_foreground += int(labels.numel()) if weights is None \
+                else int((weights > 0).sum())
+            return original(features, labels, weights, *args)
 
         bbox_head.loss_contrast = counting_loss_contrast
 
