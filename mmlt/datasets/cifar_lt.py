@@ -42,7 +42,10 @@ class _CIFARLT(LongTailArrayDataset):
     The training split is LDAM-DRW's long-tailed subset
     (:class:`LongTailArrayDataset`; CIFAR-100-LT IF 100: 10,847 images,
     CIFAR-10-LT IF 100: 12,406); the test split is the full balanced
-    10,000-image test set. ``img`` is a 32x32x3 uint8 array in RGB order (as
+    10,000-image test set. ``split='val'`` holds out ``n_val_per_class``
+    training images per class that the long-tailed subset leaves out; at
+    the full ``n_max`` the head class has none left, so set
+    ``min_val_per_class=0`` (the split then covers the other classes). ``img`` is a 32x32x3 uint8 array in RGB order (as
     in MMPretrain's CIFAR datasets: configs use ``to_rgb=False``),
     ``gt_label`` an int.
 
@@ -53,7 +56,8 @@ class _CIFARLT(LongTailArrayDataset):
         n_max (int, optional): Images of the largest class. Defaults to None
             (all training images of a class: 5000 / 500).
         **kwargs: ``split``, ``imb_factor``, ``imb_type``, ``class_order``,
-            ``seed`` (:class:`LongTailArrayDataset`) and the arguments of
+            ``seed``, ``n_val_per_class``, ``min_val_per_class``,
+            ``val_seed`` (:class:`LongTailArrayDataset`) and the arguments of
             :class:`mmengine.dataset.BaseDataset`.
     """
 
@@ -63,9 +67,9 @@ class _CIFARLT(LongTailArrayDataset):
     FILES: Dict[str, List[str]] = {}
     LABEL_KEY: bytes = b''
 
-    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
+    def read_split(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
         """Images (N, 32, 32, 3) uint8 RGB and labels (N,) of the split."""
-        names = self.FILES[self.split]
+        names = self.FILES[split]
         root = self.data_root
         folder = next((d for d in (osp.join(root, self.FOLDER), root)
                        if osp.isfile(osp.join(d, names[0]))), None)

@@ -83,7 +83,9 @@ class FashionMNISTLT(LongTailArrayDataset):
     (:class:`LongTailArrayDataset`). The defaults (``n_max=1000,
     imb_factor=100``) give 1000, 599, 359, 215, 129, 77, 46, 27, 16, 10 images
     (2,478; 5 many / 3 medium / 2 few classes). The test split is the
-    balanced 10,000-image test set.
+    balanced 10,000-image test set; ``split='val'`` holds out
+    ``n_val_per_class`` of the training images that the long-tailed subset
+    leaves out (:func:`~mmlt.datasets.lt_base.make_val_indices`).
 
     Each ``data_list`` entry has ``img`` (uint8; ``HxWx3`` with the gray
     channel replicated when ``color_type='color'``, so standard 3-channel
@@ -100,7 +102,8 @@ class FashionMNISTLT(LongTailArrayDataset):
         color_type (str): ``'color'`` (HxWx3) or ``'grayscale'`` (HxW).
             Defaults to ``'color'``.
         **kwargs: ``split``, ``n_max`` (default 1000), ``imb_factor``,
-            ``imb_type``, ``class_order``, ``seed``
+            ``imb_type``, ``class_order``, ``seed``, ``n_val_per_class``,
+            ``min_val_per_class``, ``val_seed``
             (:class:`LongTailArrayDataset`) and the arguments of
             :class:`mmengine.dataset.BaseDataset` (``pipeline``,
             ``lazy_init``, ``indices`` ...).
@@ -122,9 +125,9 @@ class FashionMNISTLT(LongTailArrayDataset):
         self.color_type = color_type
         super().__init__(data_root=data_root, **kwargs)
 
-    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
+    def read_split(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
         """28x28 gray images and labels of the split's IDX files."""
-        image_stem, label_stem = self.FILE_STEMS[self.split]
+        image_stem, label_stem = self.FILE_STEMS[split]
         images = read_idx_file(_find_idx_file(self.data_root, image_stem))
         labels = read_idx_file(_find_idx_file(self.data_root, label_stem))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

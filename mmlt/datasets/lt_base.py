@@ -5,6 +5,8 @@
   NeurIPS 2019).
 * :func:`make_lt_indices`: which images of a balanced training set make up the
   long-tailed subset (the LDAM-DRW selection with a numpy seed).
+* :func:`make_val_indices`: a seeded, class-stratified validation hold-out
+  from the training images that the long-tailed subset leaves out.
 * :func:`get_dataset_labels`: the label of every index of a dataset, unwrapping
   MMEngine's ``ConcatDataset`` / ``RepeatDataset`` / ``ClassBalancedDataset``
   (:mod:`mmlt.datasets.dataset_wrappers`).
@@ -208,6 +210,70 @@ def make_lt_indices(labels: Sequence[int],
     return np.concatenate(selected).astype(np.int64)
 
 
+def _check_val_counts(n_per_class: int,
+                      min_per_class: Optional[int]) -> int:
+    """Validate the validation split's sizes; returns ``min_per_class``."""
+    if int(n_per_class) != n_per_class or n_per_class < 1:
+        raise ValueError(
+            f'n_val_per_class must be a positive integer, got {n_per_class!r}')
+    min_per_class = n_per_class if min_per_class is None else min_per_class
+    if int(min_per_class) != min_per_class or not \
+            0 <= min_per_class <= n_per_class:
+        raise ValueError(
+            f'min_val_per_class={min_per_class!r} must be an integer in [0, '
+            f'n_val_per_class={n_per_class}]')
+    return int(min_per_class)
+
+
+def make_val_indices(labels: Sequence[int],
+                     num_classes: int,
+                     n_per_class: int,
+                     exclude: np.ndarray,
+                     seed: int = 0,
+                     min_per_class: Optional[int] = None) -> np.ndarray:
+    """Indices of a seeded, class-stratified hold-out of a labelled set.
+
+    The validation split of a long-tailed subset of a balanced set: for each
+    class in label order, the indices of its images that ``exclude`` does
+    not hold (the long-tailed training subset, and the unlabeled split in
+    semi-supervised learning) are shuffled with a numpy random state seeded
+    by ``seed`` and the first ``n_per_class`` kept (all of them when fewer
+    are left, as long as at least ``min_per_class`` are).
+
+    Args:
+        labels (Sequence[int]): Label of every image of the full set.
+        num_classes (int): Number of classes.
+        n_per_class (int): Images per class to hold out.
+        exclude (np.ndarray): Indices that may not be held out.
+        seed (int): Seed of the draw. Defaults to 0.
+        min_per_class (int, optional): Fewest images a class may end up with.
+            Defaults to None (``n_per_class``: every class gets exactly
+            ``n_per_class``).
+
+    Returns:
+        np.ndarray: Held-out indices (int64), grouped by class in label order.
+    """
+    min_per_class = _check_val_counts(n_per_class, min_per_class)
+    labels = np.asarray(labels)
+    available = np.ones(len(labels), dtype=bool)
+    available[np.asarray(exclude, dtype=np.int64)] = False
+    rng = np.random.RandomState(seed)
+    held_out = []
+    for label in range(num_classes):
+        class_indices = np.where((labels == label) & available)[0]
+        if len(class_indices) < min_per_class:
+            raise ValueError(
+                f'class {label} has {len(class_indices)} training images '
+                f'outside the long-tailed subset, fewer than the '
+                f'{min_per_class} the validation split needs; lower '
+                'n_val_per_class, or set min_val_per_class=0 to let a '
+                'class the long-tailed subset uses up (the head class of '
+                'CIFAR-LT at n_max 5000 / 500) have fewer or none')
+        rng.shuffle(class_indices)
+        held_out.append(class_indices[:n_per_class])
+    return np.concatenate(held_out).astype(np.int64)
+
+
 def get_dataset_labels(dataset) -> np.ndarray:
     """The single label of every index of ``dataset``.
 
@@ -407,8 +473,9 @@ class LongTailArrayDataset(LongTailDataset):
 
     Args:
         data_root (str): Where the subclass finds its files.
-        split (str): ``'train'`` (long-tailed) or ``'test'`` (balanced).
-            Defaults to ``'train'``.
+        split (str): ``'train'`` (long-tailed), ``'val'`` (a held-out
+            validation split, below) or ``'test'`` (balanced). Defaults to
+            ``'train'``.
         n_max (int, optional): Images of the largest class. Defaults to
             None: the subclass's ``DEFAULT_N_MAX``.
         imb_factor (float): Imbalance factor n_max / n_min. Defaults to 100.
@@ -425,17 +492,33 @@ class LongTailArrayDataset(LongTailDataset):
             default to the labeled split's, ``profile`` to
             ``'consistent'``). Entries then hold ``true_label`` instead of
             ``gt_label``: the labels are kept for reporting only
-            (pseudo-label accuracy) and never reach a loss. Defaults to None.
+            (pseudo-label accuracy) and never reach a loss. With
+            ``split='val'``: the validation split of that semi-supervised
+            setting, disjoint from its unlabeled split too. Defaults to None.
+        n_val_per_class (int): ``split='val'``: images per class held out
+            from the training images that the long-tailed subset above
+            (and ``unlabeled``) leaves out, drawn by
+            :func:`make_val_indices`, so the split is disjoint from the
+            training subset and from the test set, and balanced. Defaults to
+            20 (ImageNet-LT's validation split has 20 per class).
+        min_val_per_class (int, optional): ``split='val'``: fewest images a
+            class may get when fewer than ``n_val_per_class`` are left (the
+            head class of CIFAR-LT at the full ``n_max`` has none left: set
+            0 there, the split then covers the other classes). Defaults to
+            None (``n_val_per_class``: fewer is an error).
+        val_seed (int): ``split='val'``: seed of the hold-out draw. Defaults
+            to 0.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`;
-            ``test_mode`` defaults to ``split == 'test'``.
+            ``test_mode`` defaults to ``split != 'train'``.
 
     Attributes:
         source_indices (np.ndarray): Index of every entry in the full split
-            as read from disk (set when the data list is loaded), so that a
-            labeled and an unlabeled split can be checked for overlap.
+            as read from disk (the training files for ``'val'``; set when the
+            data list is loaded), so that a labeled, an unlabeled and a
+            validation split can be checked for overlap.
     """
 
-    SPLITS = ('train', 'test')
+    SPLITS = ('train', 'val', 'test')
     #: Images of the largest class when ``n_max`` is None.
     DEFAULT_N_MAX: int = 0
 
@@ -448,73 +531,103 @@ class LongTailArrayDataset(LongTailDataset):
                  class_order: Optional[Sequence[int]] = None,
                  seed: int = 0,
                  unlabeled: Optional[dict] = None,
+                 n_val_per_class: int = 20,
+                 min_val_per_class: Optional[int] = None,
+                 val_seed: int = 0,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(
-                f"split must be 'train' or 'test', got {split!r}")
+                f'split must be one of {self.SPLITS}, got {split!r}')
         self.split = split
         self.n_max = self.DEFAULT_N_MAX if n_max is None else n_max
         self.imb_factor = imb_factor
         self.imb_type = imb_type
         self.class_order = class_order
         self.seed = seed
+        num_classes = len(self.METAINFO['classes'])
         # Validate the profile before any file is read.
-        self.lt_counts = make_lt_counts(self.n_max,
-                                        len(self.METAINFO['classes']),
-                                        imb_factor, imb_type)
+        self.lt_counts = make_lt_counts(self.n_max, num_classes, imb_factor,
+                                        imb_type)
         self.unlabeled = None
         self.unlabeled_counts = None
         if unlabeled is not None:
-            if split != 'train':
+            if split == 'test':
                 raise ValueError(
                     "unlabeled=... selects from the training split; set "
-                    "split='train'")
-            unknown = set(unlabeled) - {'n_max', 'imb_factor', 'profile',
-                                        'seed'}
-            if unknown or 'n_max' not in unlabeled:
-                raise ValueError(
-                    f'unlabeled must be dict(n_max=M1, imb_factor=..., '
-                    f'profile=..., seed=...) with n_max given; got '
-                    f'{unlabeled}')
-            self.unlabeled = dict(
-                dict(imb_factor=imb_factor, profile='consistent', seed=seed),
-                **unlabeled)
+                    "split='train' (or 'val' for its validation split)")
+            self.unlabeled = self._unlabeled_settings(unlabeled)
             self.unlabeled_counts = make_unlabeled_counts(
-                self.unlabeled['n_max'], len(self.METAINFO['classes']),
+                self.unlabeled['n_max'], num_classes,
                 self.unlabeled['imb_factor'], self.unlabeled['profile'])
+        self.val_settings = dict(
+            n_per_class=n_val_per_class, min_per_class=min_val_per_class,
+            seed=val_seed)
+        _check_val_counts(n_val_per_class, min_val_per_class)
         self.source_indices = None
-        kwargs.setdefault('test_mode', split == 'test')
+        kwargs.setdefault('test_mode', split != 'train')
         super().__init__(ann_file='', data_root=data_root, **kwargs)
 
-    def read_split(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Images ``(N, ...)`` uint8 and labels ``(N,)`` int64 of
-        ``self.split``, read from ``self.data_root``."""
+    def _unlabeled_settings(self, unlabeled: dict) -> dict:
+        """``unlabeled`` with the labeled split's defaults filled in."""
+        unknown = set(unlabeled) - {'n_max', 'imb_factor', 'profile', 'seed'}
+        if unknown or 'n_max' not in unlabeled:
+            raise ValueError(
+                f'unlabeled must be dict(n_max=M1, imb_factor=..., '
+                f'profile=..., seed=...) with n_max given; got {unlabeled}')
+        return dict(
+            dict(imb_factor=self.imb_factor, profile='consistent',
+                 seed=self.seed), **unlabeled)
+
+    @property
+    def is_unlabeled(self) -> bool:
+        """bool: Whether this is the unlabeled split of semi-supervised
+        learning (its labels are kept aside)."""
+        return self.unlabeled is not None and self.split == 'train'
+
+    def read_split(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
+        """Images ``(N, ...)`` uint8 and labels ``(N,)`` int64 of the files
+        of ``split`` (``'train'`` or ``'test'``), read from
+        ``self.data_root``."""
         raise NotImplementedError
 
     def load_data_list(self) -> List[dict]:
-        """The long-tailed (train) or full (test) split.
+        """The long-tailed (train), held-out (val) or full (test) split.
 
         Returns:
             list[dict]: ``{'img': uint8 array, 'gt_label': int}`` per image.
         """
-        images, labels = self.read_split()
+        images, labels = self.read_split(
+            'test' if self.split == 'test' else 'train')
         self._check_labels(labels, self.data_root)
-        if self.split == 'train':
-            keep = make_lt_indices(labels, self.lt_counts, self.class_order,
-                                   self.seed)
-            if self.unlabeled is not None:
-                keep = make_lt_indices(labels, self.unlabeled_counts,
-                                       self.class_order,
-                                       self.unlabeled['seed'], exclude=keep)
-        else:
+        if self.split == 'test':
             keep = np.arange(len(labels))
+        else:
+            keep = self._training_subsets(labels)
         self.source_indices = keep
-        label_key = 'gt_label' if self.unlabeled is None else 'true_label'
+        label_key = 'true_label' if self.is_unlabeled else 'gt_label'
         return [dict(img=images[i], **{label_key: int(labels[i])})
                 for i in keep]
 
-    def _raw_label(self, idx: int) -> int:
+    def _training_subsets(self, labels: np.ndarray) -> np.ndarray:
+        """Indices of this split among the training files: the labeled
+        long-tailed subset, the unlabeled split, or the validation split
+        disjoint from both."""
+        keep = make_lt_indices(labels, self.lt_counts, self.class_order,
+                               self.seed)
         if self.unlabeled is not None:
+            unlabeled = make_lt_indices(labels, self.unlabeled_counts,
+                                        self.class_order,
+                                        self.unlabeled['seed'], exclude=keep)
+            if self.split == 'train':
+                return unlabeled
+            keep = np.concatenate([keep, unlabeled])
+        if self.split == 'train':
+            return keep
+        return make_val_indices(labels, self.num_classes,
+                                exclude=keep, **self.val_settings)
+
+    def _raw_label(self, idx: int) -> int:
+        if self.is_unlabeled:
             raise ValueError(
                 f'{type(self).__name__} is an unlabeled split: its labels are '
                 'hidden from training (get_true_labels() reads them for '
@@ -526,7 +639,7 @@ class LongTailArrayDataset(LongTailDataset):
     @force_full_init
     def get_true_labels(self) -> np.ndarray:
         """The kept-aside labels of an unlabeled split (reporting only)."""
-        key = 'gt_label' if self.unlabeled is None else 'true_label'
+        key = 'true_label' if self.is_unlabeled else 'gt_label'
         return np.array([
             int(BaseDataset.get_data_info(self, i)[key])
             for i in range(len(self))
@@ -535,7 +648,7 @@ class LongTailArrayDataset(LongTailDataset):
 
 __all__ = [
     'DatasetFilesNotFoundError', 'make_lt_counts', 'make_lt_indices',
-    'make_unlabeled_counts', 'UNLABELED_PROFILES',
+    'make_val_indices', 'make_unlabeled_counts', 'UNLABELED_PROFILES',
     'check_class_order', 'get_dataset_labels', 'LongTailDataset',
     'LongTailArrayDataset', 'class_counts', 'unwrap_dataset',
     'DATA_PREPARATION_DOC'

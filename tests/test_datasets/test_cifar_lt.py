@@ -126,4 +126,4 @@ def test_cifar_errors(tmp_path):
     with pytest.raises(DatasetFilesNotFoundError, match='data_batch_3'):
         CIFAR10LT(data_root=str(tmp_path), n_max=2, imb_factor=2)
     with pytest.raises(ValueError, match='split'):
-        CIFAR10LT(data_root=str(tmp_path), split='val')
+        CIFAR10LT(data_root=str(tmp_path), split='validation')

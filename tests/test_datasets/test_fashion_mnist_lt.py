@@ -133,7 +133,7 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match='asks for'):
         FashionMNISTLT(data_root=str(tmp_path), n_max=13, imb_factor=2)
     with pytest.raises(ValueError, match='split'):
-        FashionMNISTLT(data_root=str(tmp_path), split='val')
+        FashionMNISTLT(data_root=str(tmp_path), split='validation')
     with pytest.raises(ValueError, match='color_type'):
         FashionMNISTLT(data_root=str(tmp_path), color_type='rgb')
 
