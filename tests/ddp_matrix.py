@@ -26,6 +26,11 @@ no validation, 2 iterations per config (epoch-based loops stop after 2
 batches, iteration-based after 2 iterations), PCL clusters every epoch (no
 warm-up) with as many prototypes as the small data allows, LVIS v1 configs
 with the toy set's 10 classes and no ImageNet-pretrained backbone download.
+A config that starts from another config's checkpoint (``stage1_checkpoint``:
+linear probes, decoupled classifiers) runs after it and starts from the
+matrix's own run of it. A config with nothing to train (no ``train_cfg``:
+tau-norm) runs the tau search on its validation split instead
+(:func:`search_one`); its record holds the tau each rank chose.
 """
 import argparse
 import glob
@@ -76,14 +81,52 @@ def extra_cases():
     ]
 
 
+def needs_stage1(name):
+    """Whether a config starts from another config's checkpoint (a linear
+    probe, a decoupled classifier): it sets ``stage1_checkpoint``."""
+    with open(osp.join(CONFIG_DIR, name)) as f:
+        return 'stage1_checkpoint' in f.read()
+
+
 def cases():
     """``[(name, config path relative to configs/, variant)]``."""
     found = [(name, name, None) for name in shipped_configs()
              if name not in EXCLUDED]
-    # The two-stage protocol in order: a linear probe initialises its
-    # backbone from its stage-1 run, trained earlier in the matrix.
-    found.sort(key=lambda case: 'linear-probe' in case[0])
+    # Two-stage protocols in order: a linear probe or a decoupled classifier
+    # starts from its stage-1 run, trained earlier in the matrix.
+    found.sort(key=lambda case: needs_stage1(case[0]))
     return found + extra_cases()
+
+
+def needs_no_training(name):
+    """Whether a config is post hoc (no ``train_cfg``: tau-norm)."""
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(CONFIG_DIR, name)).get(
+        'train_cfg') is None
+
+
+def stage1_config(checkpoint):
+    """The shipped config whose run writes ``checkpoint``
+    (``work_dirs/<config stem>/epoch_N.pth``)."""
+    stem = osp.basename(osp.dirname(checkpoint))
+    found = [name for name in shipped_configs()
+             if osp.splitext(osp.basename(name))[0] == stem]
+    if len(found) != 1:
+        raise ValueError(f'stage1_checkpoint {checkpoint}: {len(found)} '
+                         f'shipped configs are named {stem}.py: {found}')
+    return found[0]
+
+
+def replace_value(obj, old, new):
+    """Every string value ``old`` in a nested config replaced by ``new``."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) \
+        if isinstance(obj, list) else ()
+    for key, value in items:
+        if value == old:
+            obj[key] = new
+        elif isinstance(value, (dict, list)):
+            replace_value(value, old, new)
+    return obj
 
 
 def slug_of(name):
@@ -185,8 +228,9 @@ def classification_leaf(dataset, roots, labeled_n_max=None):
     """Point one classification dataset at the small data; LT subsets small
     enough for it (every class keeps at least one image)."""
     kind = dataset['type']
-    train = dataset.get('split', 'train') == 'train' and 'ann_file' not in \
-        dataset
+    # the validation split holds out what the training subset leaves
+    train = dataset.get('split', 'train') in ('train', 'val') and \
+        'ann_file' not in dataset
     if kind == 'mmlt.FashionMNISTLT':
         dataset['data_root'] = roots['fashion']
         if train:
@@ -207,6 +251,8 @@ def classification_leaf(dataset, roots, labeled_n_max=None):
         raise ValueError(f'the DDP matrix has no small data for {kind}')
     if 'unlabeled' in dataset:  # the unlabeled split's own LT profile
         dataset['unlabeled'].update(n_max=4, imb_factor=2)
+    if dataset.get('split') == 'val':  # held out of what the LT subset left
+        dataset['n_val_per_class'] = 2
     return dataset
 
 
@@ -235,6 +281,34 @@ def toy_lvis_dataset(dataset, root):
         # (1e-3 of LVIS v1's 100k images repeats none of ~25).
         dataset['oversample_thr'] = 0.1
     return dataset
+
+
+def use_matrix_stage1(cfg, roots):
+    """A config that starts from a stage-1 checkpoint (``stage1_checkpoint``:
+    a linear probe, a decoupled classifier) starts from the matrix's run of
+    that stage-1 config instead."""
+    if 'stage1_checkpoint' not in cfg:
+        return
+    ours = osp.join(roots['work'],
+                    slug_of(stage1_config(cfg.stage1_checkpoint)),
+                    'epoch_1.pth')
+    replace_value(cfg.model, cfg.stage1_checkpoint, ours)
+    cfg.stage1_checkpoint = ours
+
+
+def adapt_post_hoc(cfg, roots):
+    """A config with nothing to train (tau-norm), pointed at the small data:
+    its validation split and its metric's training set."""
+    loader = cfg.val_dataloader
+    classification_leaf(loader.dataset, roots)
+    shrink_sizes(loader.dataset)
+    loader.update(batch_size=4, num_workers=0, persistent_workers=False)
+    if cfg.val_evaluator.get('train_dataset'):
+        classification_leaf(cfg.val_evaluator.train_dataset, roots)
+    use_matrix_stage1(cfg, roots)
+    cfg.launcher = 'pytorch'
+    cfg.log_level = 'WARNING'
+    return cfg
 
 
 def adapt(cfg, roots, variant=None):
@@ -275,10 +349,7 @@ def adapt(cfg, roots, variant=None):
             (2 if views != 1 else 4)
         if loader.sampler.get('batch_size') is not None:
             loader.sampler.batch_size = loader.batch_size
-    if 'stage1_checkpoint' in cfg:  # a linear probe: the matrix's stage 1
-        stage1 = osp.basename(osp.dirname(cfg.stage1_checkpoint))
-        cfg.model.backbone.init_cfg.checkpoint = osp.join(
-            roots['work'], slug_of(f'two_stage/{stage1}.py'), 'epoch_1.pth')
+    use_matrix_stage1(cfg, roots)
     sampler = loader.sampler
     if 'epoch_length' in sampler:
         sampler.epoch_length = ITERS
@@ -444,6 +515,33 @@ def drawn_stream(runner, min_draws=4000):
 
 
 # ------------------------------------------------------------------ the run
+def search_one(name, config, roots, work_root):
+    """A post-hoc config: ``tools/analysis_tools/tau_norm_search.py CONFIG
+    STAGE1 --launcher pytorch`` on the adapted config (each rank scores its
+    part of the validation split); the record holds the tau each rank
+    chose and rank 0's scores."""
+    import torch.distributed as dist
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    from tau_norm_search import DEFAULT_TAUS, search, search_config
+
+    from mmlt.utils.launch import build_runner, load_config
+    cfg = adapt_post_hoc(load_config(osp.join(CONFIG_DIR, config)),
+                         dict(roots, work=work_root))
+    cfg.work_dir = osp.join(work_root, slug_of(name))
+    cfg.experiment_name = slug_of(name)
+    start = time.monotonic()
+    runner = build_runner(search_config(cfg, config))
+    tau, scores = search(runner, cfg.stage1_checkpoint, DEFAULT_TAUS,
+                         'lt/top1')
+    taus = [None, None]
+    dist.all_gather_object(taus, tau)
+    record = dict(name=name, post_hoc=True, taus=taus, scores=scores,
+                  seconds=dict(search=round(time.monotonic() - start, 2)))
+    del runner
+    dist.barrier()
+    return record
+
+
 def train_one(name, config, variant, roots, work_root):
     """``tools/train.py CONFIG --launcher pytorch`` on the adapted config;
     returns the record of the checks."""
@@ -519,9 +617,12 @@ def main():
             if not args.only or case[0] in args.only]
     os.makedirs(args.out, exist_ok=True)
     for name, config, variant in todo:
+        work = osp.join(args.out, 'work')
         try:
-            record = train_one(name, config, variant, roots,
-                               osp.join(args.out, 'work'))
+            if needs_no_training(config):
+                record = search_one(name, config, roots, work)
+            else:
+                record = train_one(name, config, variant, roots, work)
         except Exception:  # reported per config; the matrix goes on
             record = dict(name=name, error=traceback.format_exc()[-6000:])
         errors = [None, None]

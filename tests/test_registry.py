@@ -43,7 +43,7 @@ def test_core_components_are_registered():
     names = registered_names()
     for key in ('ProCoLoss', 'BCLLoss', 'SupConLoss', 'LogitAdjustLoss',
                 'BalancedSoftmaxLoss', 'VMFEstimator', 'ContrastiveClsHead',
-                'CifarResNet'):
+                'DecoupledClsHead', 'CifarResNet'):
         assert key in names['MODELS'], key
     for key in ('ClassCountsHook', 'VMFWindowHook'):
         assert key in names['HOOKS'], key

@@ -113,6 +113,12 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
+    if cfg.get('train_cfg') is None:
+        raise ValueError(
+            f'{args.config} has no train_cfg, so there is nothing to train: '
+            'it is evaluated as it is (tau-norm: choose tau with tools/'
+            'analysis_tools/tau_norm_search.py, then run tools/test.py; see '
+            "the config's header)")
     runner = build_runner(cfg)
     runner.train()
     close_process_group()

@@ -20,6 +20,20 @@ def load_config(path, cfg_options=None):
     return cfg
 
 
+def validates_on_test_set(cfg) -> bool:
+    """Whether a config's validation dataset reads its test data (then a
+    choice made on validation is a choice made on the test set): the same
+    dataset, ``split='test'``, or the test split file."""
+    val = (cfg.get('val_dataloader') or {}).get('dataset')
+    test = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    if not val:
+        return False
+    if val == test or val.get('split') == 'test':
+        return True
+    return bool(val.get('ann_file')) and all(
+        val.get(key) == test.get(key) for key in ('ann_file', 'data_root'))
+
+
 def host_of(cfg):
     """``'mmdet'``, ``'mmpretrain'`` or ``'mmengine'``: whose config it is."""
     scope = cfg.get('default_scope', None) or 'mmengine'

@@ -2,12 +2,12 @@
 hyper-parameters, builds, trains one step, and its data pipelines run.
 
 Configs of other parts (``pcl_*`` self-supervised, LVIS detection, the
-two-stage configs) are tested elsewhere. The training step runs on random
-tensors of each config's view count; ResNet-50/ResNeXt-50 configs take 32x32
-inputs instead of 224x224 to keep the step fast on a CPU: the backbone
-downsamples by 32 and the head sees globally pooled features, so the model
-does not depend on the input size (the pipelines are checked at their real
-size, 224, separately).
+two-stage and decoupled configs) are tested elsewhere. The training step runs
+on random tensors of each config's view count; ResNet-50/ResNeXt-50 configs
+take 32x32 inputs instead of 224x224 to keep the step fast on a CPU: the
+backbone downsamples by 32 and the head sees globally pooled features, so the
+model does not depend on the input size (the pipelines are checked at their
+real size, 224, separately).
 Expected values are the papers' settings (ProCo: Du et al., TPAMI 2024; BCL:
 Zhu et al., CVPR 2022), summarised in docs/methods.md.
 """
@@ -38,9 +38,11 @@ def _is_classification_config(path):
     parts = rel.split(os.sep)
     name = parts[-1]
     # two_stage/: tests/test_configs/test_two_stage_configs.py;
-    # semi_supervised/: tests/test_configs/test_semi_supervised_configs.py
+    # semi_supervised/: tests/test_configs/test_semi_supervised_configs.py;
+    # decoupled/: tests/test_configs/test_decoupled_configs.py
     return ('_base_' not in parts and 'lvis' not in parts
             and 'two_stage' not in parts and 'semi_supervised' not in parts
+            and 'decoupled' not in parts
             and not name.startswith('pcl_')
             and 'lvis' not in name)
 

@@ -95,6 +95,9 @@ def test_config_trains_under_ddp(records, name):
     record = records[name]
     errors = [e for e in record.get('errors', [record.get('error')]) if e]
     assert not errors, f'{name} failed:\n' + '\n'.join(errors)
+    if record.get('post_hoc'):
+        _check_post_hoc(record)
+        return
     assert record['iters'] >= ddp_matrix.ITERS
     assert np.isfinite(record['loss']) and record['loss'] > 0
     assert record['num_params'] > 0
@@ -119,3 +122,16 @@ def test_config_trains_under_ddp(records, name):
             f'({stream["sampler"]}, {stream["epochs"]} epochs, {draws} '
             f'labels): class {worst} expected {expected[worst]:.1f}, drawn '
             f'{observed[worst]:.0f}; prior mode {record["prior_mode"]}')
+
+
+def _check_post_hoc(record):
+    """A tau-norm config: both ranks chose the same tau from the scores of
+    the whole validation split (gathered by the metric), and it is the
+    best-scoring one."""
+    taus = record['taus']
+    assert taus[0] == taus[1], ('the ranks chose different taus', taus)
+    top1 = [score['lt/top1'] for score in record['scores']]
+    assert len(top1) == 21 and all(np.isfinite(top1))
+    best = min(round(0.1 * i, 1) for i, value in enumerate(top1)
+               if value == max(top1))
+    assert taus[0] == pytest.approx(best)

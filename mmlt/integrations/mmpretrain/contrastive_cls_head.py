@@ -7,7 +7,8 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 
 from mmlt.engine.protocols import NeedsClassCounts
-from mmlt.models.heads import ContrastiveBranch, CosineClassifier
+from mmlt.models.heads import (ContrastiveBranch, CosineClassifier,
+                               pooled_features)
 from mmlt.models.heads.contrastive_branch import rename_legacy_branch_keys
 from mmlt.models.losses.utils import log_prior_from_counts
 from mmlt.registry import MODELS
@@ -188,13 +189,7 @@ class ContrastiveClsHead(ClsHead, NeedsClassCounts):
     # ---- the MMPretrain head protocol ----------------------------------
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """The last stage's (neck-pooled) features, ``(V*B, in_channels)``."""
-        x = feats[-1] if isinstance(feats, (tuple, list)) else feats
-        if x.dim() != 2 or x.size(1) != self.in_channels:
-            raise ValueError(
-                f'expected pooled features of shape (N, {self.in_channels}), '
-                f'got {tuple(x.shape)}; add a GlobalAveragePooling neck or '
-                'fix in_channels')
-        return x
+        return pooled_features(feats, self.in_channels)
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Classifier logits of every row."""
