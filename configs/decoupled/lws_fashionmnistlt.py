@@ -1,8 +1,8 @@
 # LWS (Kang et al., ICLR 2020) on Fashion-MNIST-LT: the joint cross-entropy
 # run's backbone and classifier, both frozen; per-class scales f (init 1)
-# learnt with class-balanced sampling (_base_/classifier_stage_fashionmnistlt.py).
-# The classifier comes from the same checkpoint through the head's Pretrained
-# init (keys under 'head.').
+# learnt with class-balanced sampling
+# (_base_/classifier_stage_fashionmnistlt.py). The classifier comes from the
+# same checkpoint through the head's Pretrained init (keys under 'head.').
 #
 #   python tools/train.py configs/ce_fashionmnistlt.py
 #   python tools/train.py configs/decoupled/lws_fashionmnistlt.py

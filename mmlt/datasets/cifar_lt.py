@@ -45,9 +45,9 @@ class _CIFARLT(LongTailArrayDataset):
     10,000-image test set. ``split='val'`` holds out ``n_val_per_class``
     training images per class that the long-tailed subset leaves out; at
     the full ``n_max`` the head class has none left, so set
-    ``min_val_per_class=0`` (the split then covers the other classes). ``img`` is a 32x32x3 uint8 array in RGB order (as
-    in MMPretrain's CIFAR datasets: configs use ``to_rgb=False``),
-    ``gt_label`` an int.
+    ``min_val_per_class=0`` (the split then covers the other classes).
+    ``img`` is a 32x32x3 uint8 array in RGB order (as in MMPretrain's CIFAR
+    datasets: configs use ``to_rgb=False``), ``gt_label`` an int.
 
     Args:
         data_root (str): Directory that holds the extracted archive folder

@@ -102,3 +102,116 @@ def test_training_process_ends_with_its_study(tmp_path):
     while not ended() and time.time() < deadline:
         time.sleep(0.1)
     assert ended()
+
+
+# ------------------------------------------------------ the protocol's numbers
+def test_mean_and_sample_std_by_hand():
+    from tools.analysis_tools.seed_study import mean_std
+    # mean 3; squared deviations 4 + 1 + 0 + 9 = 14 over n - 1 = 3
+    mean, std = mean_std([1, 2, 3, 6])
+    assert mean == 3.0 and std == pytest.approx((14 / 3)**0.5)
+    assert mean_std([83.5]) == (83.5, 0.0)
+
+
+def test_median_and_mean_of_the_last_k_by_hand():
+    from tools.analysis_tools.seed_study import last_k_stats
+    # last 3 of 5: 9, 3, 7 -> median 7, mean 19 / 3
+    stats = last_k_stats([5, 1, 9, 3, 7], 3)
+    assert stats['median'] == 7.0
+    assert stats['mean'] == pytest.approx(19 / 3)
+    # an even k: the mean of the two middle values
+    assert last_k_stats([5, 1, 9, 3, 7], 4)['median'] == 5.0
+    with pytest.raises(ValueError, match='fewer than --last-k 6'):
+        last_k_stats([5, 1, 9, 3, 7], 6)
+
+
+def _write_scalars(run_dir, stamp, records):
+    path = run_dir / stamp / 'vis_data'
+    path.mkdir(parents=True)
+    with open(path / 'scalars.json', 'w') as f:
+        for record in records:
+            f.write(json.dumps(record) + '\n')
+
+
+def test_last_k_of_a_resumed_run(tmp_path):
+    """Validations are read in step order across the run's timestamps; a
+    step validated again after a resume counts once (the later record)."""
+    from tools.analysis_tools.seed_study import (last_k_metrics,
+                                                 last_metrics,
+                                                 validation_records)
+    _write_scalars(tmp_path, '20260101_000000', [
+        {'lr': 0.1, 'step': 1},
+        {'lt/top1': 50.0, 'lt/few': 10.0, 'step': 1},
+        {'lt/top1': 60.0, 'lt/few': 20.0, 'step': 2},
+        {'lt/top1': 61.0, 'lt/few': 21.0, 'step': 3},  # lost, redone
+    ])
+    _write_scalars(tmp_path, '20260102_000000', [
+        {'lt/top1': 62.0, 'lt/few': 22.0, 'step': 3},
+        {'lt/top1': 70.0, 'lt/few': 40.0, 'step': 4},
+    ])
+    records = validation_records(str(tmp_path), 'lt/top1')
+    assert [r['lt/top1'] for r in records] == [50.0, 60.0, 62.0, 70.0]
+    assert last_metrics(str(tmp_path), ['lt/top1']) == {'lt/top1': 70.0}
+    # last 3: 60, 62, 70 (median 62, mean 64); few: 20, 22, 40
+    row = last_k_metrics(str(tmp_path), ['lt/top1', 'lt/few'], 3)
+    assert row == {'lt/top1 median-last-3': 62.0,
+                   'lt/top1 mean-last-3': pytest.approx(64.0),
+                   'lt/few median-last-3': 22.0,
+                   'lt/few mean-last-3': pytest.approx(82 / 3)}
+
+
+def test_summary_table_by_hand():
+    from tools.analysis_tools.seed_study import summarise
+    rows = [dict(config='a', seed=s, top1=v) for s, v in
+            enumerate([80.0, 82.0, 84.0])]
+    table = summarise(rows, ['x/a.py'], ['CE'], ['top1'])
+    # mean 82, sample std 2
+    assert table.splitlines()[2] == \
+        '| CE | 3 | 82.000 +- 2.000 (80.000-84.000) |'
+
+
+def test_train_command_fills_in_the_seed(tmp_path):
+    from tools.analysis_tools.seed_study import parse_args, train_command
+    cfg = tmp_path / 'c.py'
+    cfg.write_text('')
+    args = parse_args([
+        str(cfg), '--work-dir', str(tmp_path), '--metrics', 'lt/top1',
+        '--evaluate', 'test', '--select', 'best', '--train-args',
+        '--cfg-options', 'model.backbone.init_cfg.checkpoint=w/seed{seed}.pth'
+    ])
+    command = train_command(str(cfg), 2, args, str(tmp_path / 'run'))
+    options = command[command.index('--cfg-options') + 1:]
+    assert options == [
+        'randomness.seed=2', 'default_hooks.checkpoint.save_best=lt/top1',
+        'default_hooks.checkpoint.rule=greater',
+        'model.backbone.init_cfg.checkpoint=w/seed2.pth'
+    ]
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--select', 'best'], '--evaluate test'),
+    (['--last-k', '20', '--evaluate', 'test'], '--last-k'),
+    (['--checkpoint', 'x.pth'], '--evaluate test'),
+])
+def test_protocols_without_a_definition_are_refused(tmp_path, capsys, extra,
+                                                     message):
+    cfg = tmp_path / 'c.py'
+    cfg.write_text('')
+    with pytest.raises(SystemExit):
+        study([str(cfg), '--work-dir', str(tmp_path), '--metrics', 'x',
+               *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_best_checkpoint_is_never_chosen_on_the_test_set():
+    from tools.analysis_tools.seed_study import check_selection, parse_args
+    configs = osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'configs')
+    # the CE demo validates on the test set; the decoupled configs do not
+    args = parse_args([osp.join(configs, 'ce_fashionmnistlt.py'),
+                       '--work-dir', 'w', '--metrics', 'lt/top1',
+                       '--evaluate', 'test', '--select', 'best'])
+    with pytest.raises(ValueError, match='validates on its test set'):
+        check_selection(args.configs[0], args)
+    check_selection(osp.join(configs, 'decoupled', 'crt_fashionmnistlt.py'),
+                    args)

@@ -127,6 +127,18 @@ def test_search_reads_no_test_image_and_test_uses_the_tau(setup, tmp_path,
     assert metrics['lt/top1'] == pytest.approx(
         independent_top1(setup['joint'], test_set, best))
 
+    # the seed study tests a post-hoc config's checkpoint of each seed
+    import shutil
+    from tools.analysis_tools.seed_study import main as study
+    (tmp_path / 'seed0').mkdir()
+    shutil.copy(work / 'tau_norm.pth', tmp_path / 'seed0')
+    study([setup['config'], '--seeds', '0', '--work-dir',
+           str(tmp_path / 'study'), '--metrics', 'lt/top1', '--evaluate',
+           'test', '--checkpoint',
+           str(tmp_path / 'seed{seed}' / 'tau_norm.pth')])
+    with open(tmp_path / 'study' / 'taunorm_tiny' / 'seed0' /
+              'result_test-last.json') as f:
+        assert json.load(f)['lt/top1'] == pytest.approx(metrics['lt/top1'])
 
 
 def test_search_refuses_configs_that_would_tune_on_the_test_set(setup):

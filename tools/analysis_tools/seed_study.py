@@ -1,15 +1,30 @@
 """Train configs with several seeds and report the mean and spread of their metrics.
 
 Each (config, seed) is one ``tools/train.py`` run in its own process, with
-``randomness.seed`` set, in ``WORK_DIR/<config name>/seed<S>``. The metrics of
-the last validation of the run (MMEngine's ``vis_data/scalars.json``) are kept
-in ``result.json`` there, so finished runs are not redone and an interrupted
-run resumes from its last checkpoint. Several studies may share a work dir
-(e.g. one per seed, run at the same time): a run being trained by another
-live process (``running.pid``) is left to it. At the end ``results.csv`` (one row per
-run) and ``summary.md`` (mean, sample standard deviation and range over the
-seeds, one row per config) are written to the work dir and the table is
-printed.
+``randomness.seed`` set, in ``WORK_DIR/<config name>/seed<S>``. Its result is
+kept in ``result*.json`` there, so finished runs are not redone and an
+interrupted run resumes from its last checkpoint. Several studies may share a
+work dir (e.g. one per seed, run at the same time): a run being trained by
+another live process (``running.pid``) is left to it. At the end
+``results.csv`` (one row per run) and ``summary.md`` (mean, sample standard
+deviation and range over the seeds, one row per config) are written to the
+work dir and the table is printed.
+
+Which number a run reports (docs/protocol.md):
+
+* default: the metrics of its last validation (MMEngine's
+  ``vis_data/scalars.json``), for configs that validate once, at the end;
+* ``--evaluate test``: ``tools/test.py`` on a checkpoint of the run, chosen
+  by ``--select last`` (the last one, default) or ``--select best`` (the
+  best on the *validation* split by ``--select-metric``; refused for a
+  config whose validation set is its test set);
+* ``--last-k K``: the median and the mean of the run's last K validations
+  (the semi-supervised protocol of DASO: the median of the last 20).
+
+``{seed}`` in ``--train-args`` and ``--checkpoint`` becomes the run's seed,
+e.g. the stage-1 checkpoint of the same seed for a decoupled classifier.
+A config without ``train_cfg`` (tau-norm: post hoc) is not trained: its runs
+test ``--checkpoint`` (with ``--evaluate test``).
 
     # the toy LVIS table of docs/detection.md (3 seeds of 5 detectors)
     python tools/analysis_tools/seed_study.py \\
@@ -17,6 +32,12 @@ printed.
         --seeds 0 1 2 --work-dir work_dirs/toy_lvis_seeds \\
         --metrics lvis/bbox_AP lvis/bbox_APr lvis/bbox_APc lvis/bbox_APf \\
                   lvis/bbox_fixed_AP lvis/segm_AP lvis/segm_fixed_AP
+    # cRT on the CE backbone of the same seed, tested at its last checkpoint
+    CE=work_dirs/fmnist/ce_fashionmnistlt/seed{seed}/epoch_20.pth
+    python tools/analysis_tools/seed_study.py \\
+        configs/decoupled/crt_fashionmnistlt.py --work-dir work_dirs/fmnist \\
+        --metrics lt/top1 lt/many lt/medium lt/few --evaluate test \\
+        --train-args --cfg-options model.backbone.init_cfg.checkpoint=$CE
 """
 import argparse
 import csv
@@ -41,11 +62,30 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', required=True)
     parser.add_argument(
         '--metrics', nargs='+', required=True,
-        help='keys of the validation metrics to report, e.g. lvis/bbox_AP '
-        'or lt/top1')
+        help='keys of the metrics to report, e.g. lvis/bbox_AP or lt/top1')
     parser.add_argument(
         '--names', nargs='+', default=None,
         help='a row name per config (default: the config file names)')
+    parser.add_argument(
+        '--evaluate', choices=['val', 'test'], default='val',
+        help='val (default): the metrics of the last validation; test: '
+        'tools/test.py on the checkpoint that --select picks')
+    parser.add_argument(
+        '--select', choices=['last', 'best'], default='last',
+        help='with --evaluate test: the last checkpoint (default) or the '
+        'best on the validation split by --select-metric')
+    parser.add_argument(
+        '--select-metric', default=None,
+        help='validation metric of --select best (default: the first of '
+        '--metrics); higher is better')
+    parser.add_argument(
+        '--last-k', type=int, default=None,
+        help='report the median and the mean of the last K validations of '
+        'each run (semi-supervised protocol: K=20)')
+    parser.add_argument(
+        '--checkpoint', default=None,
+        help='for configs without train_cfg (post hoc, e.g. tau-norm): the '
+        'checkpoint to test, {seed} replaced by the seed')
     parser.add_argument(
         '--jobs', type=int, default=1,
         help='runs trained at the same time (default 1)')
@@ -55,9 +95,15 @@ def parse_args(argv=None):
         'per run are much slower, not faster)')
     parser.add_argument(
         '--train-args', nargs=argparse.REMAINDER, default=[],
-        help='passed on to tools/train.py (put last), e.g. --cfg-options '
-        'train_cfg.max_epochs=4')
+        help='passed on to tools/train.py (put last), {seed} replaced by the '
+        'seed, e.g. --cfg-options train_cfg.max_epochs=4')
     args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser, args):
+    """Refuse combinations that have no defined protocol."""
     if args.names is not None and len(args.names) != len(args.configs):
         parser.error(f'--names has {len(args.names)} entries for '
                      f'{len(args.configs)} configs; give one per config')
@@ -66,17 +112,49 @@ def parse_args(argv=None):
             parser.error(f'config file {config!r} does not exist')
     if args.jobs < 1 or args.threads < 1:
         parser.error('--jobs and --threads must be >= 1')
-    return args
+    if args.select == 'best' and args.evaluate != 'test':
+        parser.error('--select best reports the test metrics of the '
+                     'checkpoint chosen on validation: add --evaluate test')
+    if args.last_k is not None and (args.last_k < 1
+                                    or args.evaluate != 'val'):
+        parser.error('--last-k K needs K >= 1 and reads validations: drop '
+                     '--evaluate test')
+    if args.checkpoint is not None and args.evaluate != 'test':
+        parser.error('--checkpoint is tested: add --evaluate test')
+    args.select_metric = args.select_metric or args.metrics[0]
 
 
 def config_name(config):
     return osp.splitext(osp.basename(config))[0]
 
 
-def last_metrics(run_dir, keys):
-    """The last line of the run's ``scalars.json`` files holding ``keys[0]``
-    (the metrics of its last validation), or ``None``."""
-    found = None
+def with_seed(items, seed):
+    """``items`` (strings) with ``{seed}`` replaced by ``seed``."""
+    return [item.replace('{seed}', str(seed)) for item in items]
+
+
+# ---------------------------------------------------------------- statistics
+def mean_std(values):
+    """Mean and sample standard deviation (0 for one value)."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), std
+
+
+def last_k_stats(values, k):
+    """Median and mean of the last ``k`` of ``values`` (in order)."""
+    if len(values) < k:
+        raise ValueError(f'{len(values)} evaluations logged, fewer than '
+                         f'--last-k {k}; validate more often '
+                         '(train_cfg.val_interval) or lower --last-k')
+    tail = [float(v) for v in values[-k:]]
+    return dict(median=statistics.median(tail), mean=statistics.mean(tail))
+
+
+def validation_records(run_dir, key):
+    """Every validation of a run that logged ``key``, in step order; a
+    step validated twice (a resumed run) counts once, the later record."""
+    by_step = {}
     for timestamp in sorted(os.listdir(run_dir)):
         scalars = osp.join(run_dir, timestamp, 'vis_data', 'scalars.json')
         if not osp.isfile(scalars):
@@ -84,15 +162,87 @@ def last_metrics(run_dir, keys):
         with open(scalars) as f:
             for line in f:
                 record = json.loads(line)
-                if keys[0] in record:
-                    found = record
-    if found is None:
-        return None
-    missing = [key for key in keys if key not in found]
+                if key in record:
+                    by_step[record.get('step', len(by_step))] = record
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _pick(record, keys, where):
+    missing = [key for key in keys if key not in record]
     if missing:
-        raise KeyError(f'{run_dir}: the validation logged no {missing}; it '
-                       f'logged {sorted(found)}')
-    return {key: float(found[key]) for key in keys}
+        raise KeyError(f'{where}: no {missing} among the metrics '
+                       f'{sorted(record)}')
+    return {key: float(record[key]) for key in keys}
+
+
+def last_metrics(run_dir, keys):
+    """The metrics of the run's last validation that logged ``keys[0]``,
+    or ``None``."""
+    records = validation_records(run_dir, keys[0])
+    return _pick(records[-1], keys, run_dir) if records else None
+
+
+def last_k_metrics(run_dir, keys, k):
+    """``{key} median-last-{k}`` and ``{key} mean-last-{k}`` of every key,
+    or ``None`` if the run logged no validation."""
+    records = validation_records(run_dir, keys[0])
+    if not records:
+        return None
+    row = {}
+    for key in keys:
+        stats = last_k_stats([_pick(r, [key], run_dir)[key]
+                              for r in records], k)
+        row[f'{key} median-last-{k}'] = stats['median']
+        row[f'{key} mean-last-{k}'] = stats['mean']
+    return row
+
+
+def report_keys(args):
+    """The columns of the results."""
+    if args.last_k is None:
+        return list(args.metrics)
+    return [f'{key} {stat}-last-{args.last_k}' for key in args.metrics
+            for stat in ('median', 'mean')]
+
+
+# ------------------------------------------------------------ the selection
+def check_selection(config, args):
+    """Refuse to choose a checkpoint on the test set."""
+    if args.select != 'best':
+        return
+    from mmengine.config import Config
+    sys.path.insert(0, REPO)
+    from mmlt.utils.launch import validates_on_test_set
+    if validates_on_test_set(Config.fromfile(config)):
+        raise ValueError(
+            f'{config} validates on its test set: --select best would choose '
+            'the checkpoint on the test set. Validate on a validation split '
+            "(split='val' for Fashion-MNIST-LT / CIFAR-LT) or use --select "
+            'last')
+
+
+def chosen_checkpoint(run_dir, select):
+    """The run's last checkpoint, or its best on validation."""
+    if select == 'best':
+        import glob
+        found = sorted(glob.glob(osp.join(run_dir, 'best_*.pth')),
+                       key=osp.getmtime)
+        if not found:
+            raise RuntimeError(f'{run_dir}: no best_*.pth; did the run '
+                               'validate (train_cfg.val_interval)?')
+        return found[-1]
+    with open(osp.join(run_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def result_file(run_dir, args):
+    """Where a run's result is kept, by protocol (so that another protocol
+    is not answered from the cache)."""
+    if args.evaluate == 'test':
+        return osp.join(run_dir, f'result_test-{args.select}.json')
+    if args.last_k is not None:
+        return osp.join(run_dir, f'result_val-last{args.last_k}.json')
+    return osp.join(run_dir, 'result.json')
 
 
 def _claim(run_dir):
@@ -129,12 +279,13 @@ def _end_with_parent():
 
 
 def run_one(config, seed, args):
-    """Train ``config`` with ``seed`` (resumed if interrupted); its row, or
-    None if another process is training it."""
+    """Train ``config`` with ``seed`` (resumed if interrupted) and evaluate
+    it by the study's protocol; its row, or None if another process is
+    training it."""
     run_dir = osp.join(args.work_dir, config_name(config), f'seed{seed}')
-    result_file = osp.join(run_dir, 'result.json')
-    if osp.isfile(result_file):
-        with open(result_file) as f:
+    result = result_file(run_dir, args)
+    if osp.isfile(result):
+        with open(result) as f:
             return json.load(f)
     os.makedirs(run_dir, exist_ok=True)
     if not _claim(run_dir):
@@ -142,48 +293,94 @@ def run_one(config, seed, args):
               'process, left out of this summary', flush=True)
         return None
     try:
-        return _train(config, seed, args, run_dir, result_file)
+        start = time.time()
+        if trains(config):
+            _train(config, seed, args, run_dir)
+        elif args.checkpoint is None:
+            raise ValueError(f'{config} has no train_cfg (post hoc): give '
+                             '--checkpoint to test, with --evaluate test')
+        metrics = _evaluate(config, seed, args, run_dir)
+        row = dict(config=config_name(config), seed=seed, **metrics,
+                   minutes=round((time.time() - start) / 60, 2))
+        with open(result, 'w') as f:
+            json.dump(row, f, indent=1)
+        return row
     finally:
         os.remove(osp.join(run_dir, 'running.pid'))
 
 
-def _train(config, seed, args, run_dir, result_file):
+def trains(config):
+    """Whether a config has a training loop (tau-norm configs have none)."""
+    from mmengine.config import Config
+    return Config.fromfile(config).get('train_cfg') is not None
+
+
+def _call(command, args, run_dir, log_name, what):
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    with open(osp.join(run_dir, log_name), 'a') as out:
+        code = subprocess.call(command, env=env, stdout=out,
+                               stderr=subprocess.STDOUT, cwd=REPO,
+                               preexec_fn=_end_with_parent)
+    if code != 0:
+        raise RuntimeError(f'{what} failed (exit {code}); see '
+                           f'{run_dir}/{log_name}')
+
+
+def train_command(config, seed, args, run_dir):
+    """``tools/train.py`` for one run: its seed, ``{seed}`` filled in, and
+    MMEngine's best-checkpoint saving for ``--select best``."""
     command = [
         sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
         '--work-dir', run_dir
     ]
     if osp.isfile(osp.join(run_dir, 'last_checkpoint')):
         command.append('--resume')
-    train_args = list(args.train_args)
-    seed_option = f'randomness.seed={seed}'
+    train_args = with_seed(args.train_args, seed)
+    options = [f'randomness.seed={seed}']
+    if args.select == 'best':
+        options += [f'default_hooks.checkpoint.save_best={args.select_metric}',
+                    'default_hooks.checkpoint.rule=greater']
     if '--cfg-options' in train_args:
-        train_args.insert(train_args.index('--cfg-options') + 1, seed_option)
+        at = train_args.index('--cfg-options') + 1
+        train_args[at:at] = options
     else:
-        train_args += ['--cfg-options', seed_option]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
-    start = time.time()
-    with open(osp.join(run_dir, 'train.out'), 'a') as out:
-        code = subprocess.call(command + train_args, env=env, stdout=out,
-                               stderr=subprocess.STDOUT, cwd=REPO,
-                               preexec_fn=_end_with_parent)
-    if code != 0:
-        raise RuntimeError(f'training {config} with seed {seed} failed '
-                           f'(exit {code}); see {run_dir}/train.out')
-    metrics = last_metrics(run_dir, args.metrics)
+        train_args += ['--cfg-options'] + options
+    return command + train_args
+
+
+def _train(config, seed, args, run_dir):
+    check_selection(config, args)
+    _call(train_command(config, seed, args, run_dir), args, run_dir,
+          'train.out', f'training {config} with seed {seed}')
+
+
+def _evaluate(config, seed, args, run_dir):
+    """The run's metrics by the study's protocol."""
+    if args.evaluate == 'test':
+        checkpoint = with_seed([args.checkpoint], seed)[0] \
+            if args.checkpoint else chosen_checkpoint(run_dir, args.select)
+        out = osp.join(run_dir, f'test_metrics_{args.select}.json')
+        _call([sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
+               checkpoint, '--work-dir', osp.join(run_dir, 'test'), '--out',
+               out, '--out-item', 'metrics'], args, run_dir, 'test.out',
+              f'testing {checkpoint}')
+        with open(out) as f:
+            return _pick(json.load(f), args.metrics, out)
+    if args.last_k is not None:
+        metrics = last_k_metrics(run_dir, args.metrics, args.last_k)
+    else:
+        metrics = last_metrics(run_dir, args.metrics)
     if metrics is None:
         raise RuntimeError(
             f'{run_dir}: no validation logged {args.metrics[0]!r}; does the '
             'config validate at the end of training (train_cfg.val_interval)?')
-    row = dict(config=config_name(config), seed=seed, **metrics,
-               minutes=round((time.time() - start) / 60, 2))
-    with open(result_file, 'w') as f:
-        json.dump(row, f, indent=1)
-    return row
+    return metrics
 
 
 def summarise(rows, configs, names, keys):
-    """Markdown table: per config, mean and std (range) over the seeds."""
+    """Markdown table: per config, mean +- sample std (range) over the
+    seeds."""
     header = '| config | seeds | ' + ' | '.join(keys) + ' |'
     lines = [header, '|' + ' --- |' * (len(keys) + 2)]
     for config, name in zip(configs, names):
@@ -193,8 +390,8 @@ def summarise(rows, configs, names, keys):
         cells = []
         for key in keys:
             values = [row[key] for row in runs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f'{statistics.mean(values):.3f} +- {std:.3f} '
+            mean, std = mean_std(values)
+            cells.append(f'{mean:.3f} +- {std:.3f} '
                          f'({min(values):.3f}-{max(values):.3f})')
         lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -206,6 +403,7 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     args.work_dir = osp.abspath(args.work_dir)
     names = args.names or [config_name(config) for config in args.configs]
+    keys = report_keys(args)
     # seed-major: every config gets its first seed before any gets a second
     jobs = [(config, seed) for seed in args.seeds for config in args.configs]
 
@@ -214,17 +412,17 @@ def main(argv=None):
         if row is None:
             return None
         print(f'{row["config"]} seed {row["seed"]}: ' + ', '.join(
-            f'{key}={row[key]:.3f}' for key in args.metrics), flush=True)
+            f'{key}={row[key]:.3f}' for key in keys), flush=True)
         return row
 
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = [row for row in pool.map(run, jobs) if row is not None]
     with open(osp.join(args.work_dir, 'results.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(
-            f, fieldnames=['config', 'seed', *args.metrics, 'minutes'])
+            f, fieldnames=['config', 'seed', *keys, 'minutes'])
         writer.writeheader()
         writer.writerows(rows)
-    table = summarise(rows, args.configs, names, args.metrics)
+    table = summarise(rows, args.configs, names, keys)
     with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:
         f.write(table + '\n')
     print(table)

@@ -1,4 +1,4 @@
-"""Choose tau-norm's tau on the validation split and write it into a checkpoint.
+"""Choose tau-norm's tau on the validation split; write it into a checkpoint.
 
 tau-norm (Kang et al., "Decoupling Representation and Classifier for
 Long-Tailed Recognition", ICLR 2020) divides each classifier row by its norm
