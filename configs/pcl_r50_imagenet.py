@@ -9,7 +9,7 @@
 _base_ = [
     '_base_/datasets/pcl_imagenet.py',
     '_base_/schedules/pcl_imagenet_sgd_coslr_200e.py',
-    '_base_/default_runtime.py',
+    '_base_/gpu_runtime.py',
 ]
 
 temperature = 0.2

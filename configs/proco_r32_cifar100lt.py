@@ -9,7 +9,7 @@ _base_ = [
     '_base_/models/contrastive_r32_cifar.py',
     '_base_/datasets/cifar100lt.py',
     '_base_/schedules/cifar_lt_sgd_200e.py',
-    '_base_/default_runtime.py',
+    '_base_/gpu_runtime.py',
 ]
 
 model = dict(

@@ -7,7 +7,7 @@ _base_ = [
     '_base_/models/contrastive_r50.py',
     '_base_/datasets/imagenetlt.py',
     '_base_/schedules/imagenet_lt_sgd_cos_90e.py',
-    '_base_/default_runtime.py',
+    '_base_/gpu_runtime.py',
 ]
 
 model = dict(

@@ -13,6 +13,7 @@ train_dataloader = dict(
     batch_size=_base_.labeled_batch,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         _base_.labeled_dataset,

@@ -11,7 +11,7 @@
 _base_ = [
     './_base_/linear_probe_cifar_resnet.py',
     '../_base_/datasets/cifar100lt_single_view.py',
-    '../_base_/default_runtime.py',
+    '../_base_/gpu_runtime.py',
 ]
 
 stage1_checkpoint = 'work_dirs/proco_stage1_r32_cifar100lt/epoch_200.pth'

@@ -19,6 +19,7 @@ train_dataloader = dict(
     batch_size=256,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     drop_last=True,
     sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     dataset=dict(train_dataset, pipeline=_base_.multi_view_train_pipeline),
@@ -27,6 +28,7 @@ val_dataloader = dict(
     batch_size=256,
     num_workers=4,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,

@@ -63,6 +63,7 @@ train_dataloader = dict(
     num_workers=8,
     drop_last=True,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     # MMPretrain's ImageNet, with per-sample seeds for mmlt.ExactResumeHook.

@@ -17,6 +17,7 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     drop_last=True,
     sampler=dict(type='mmlt.ResumableSampler', shuffle=True),
     dataset=dict(train_dataset, pipeline=_base_.multi_view_train_pipeline),
@@ -25,6 +26,7 @@ val_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
@@ -37,6 +39,7 @@ test_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,

@@ -24,6 +24,7 @@ _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 # The same sampler and repeat-factor sampling, resumable inside an epoch and
 # with per-sample seeds (mmlt.ExactResumeHook, docs/resume.md).
 train_dataloader = dict(
+    pin_memory=True,
     sampler=dict(type='mmlt.ResumableSampler'),
     dataset=dict(type='mmlt.ClassBalancedDataset'))
 

@@ -17,6 +17,7 @@ train_dataloader = dict(
     batch_size=_base_.labeled_batch * (1 + _base_.mu),
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(
         type='mmlt.MultiSourceSampler',
         batch_size=_base_.labeled_batch * (1 + _base_.mu),
@@ -31,6 +32,7 @@ val_dataloader = dict(
     batch_size=256,
     num_workers=4,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type, data_root=data_root, split='test',

@@ -11,7 +11,7 @@
 _base_ = [
     '../../_base_/datasets/cifar_lt_pipelines.py',
     '../../_base_/datasets/timm_randaugment.py',
-    '../../_base_/default_runtime.py',
+    '../../_base_/gpu_runtime.py',
 ]
 
 weak_view = [

@@ -27,14 +27,23 @@ class MultiViewDataPreprocessor(ClsDataPreprocessor):
             memory format (same values and shape, NHWC strides). Convolutions
             then run in that format too, which oneDNN on CPUs and cuDNN
             under AMP prefer (docs/gpu.md). Defaults to False.
+        non_blocking (bool): Copy batches to the GPU without blocking the
+            host (with ``pin_memory=True`` in the loader the copy overlaps
+            the step before it). Defaults to True (MMPretrain: False).
         **kwargs: the arguments of ``ClsDataPreprocessor`` (mean, std,
             to_rgb, num_classes, batch_augments, ...). Batch augmentations
             (mixup/cutmix) would mix only the classification view, so they are
             refused with several views.
     """
 
-    def __init__(self, channels_last: bool = False, **kwargs) -> None:
+    def __init__(self,
+                 channels_last: bool = False,
+                 non_blocking: bool = True,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        # MMEngine's cast_data reads it; ClsDataPreprocessor does not take
+        # it as an argument.
+        self._non_blocking = non_blocking
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -45,7 +54,9 @@ class MultiViewDataPreprocessor(ClsDataPreprocessor):
             # ClsDataPreprocessor does not take: labels moved here.
             out = self._stack_views(dict(data, data_samples=None), training)
             for sample in labeled:
-                sample.set_gt_label(sample.gt_label.to(self.device))
+                sample.set_gt_label(
+                    sample.gt_label.to(
+                        self.device, non_blocking=self._non_blocking))
             out['data_samples'] = samples
         else:
             out = self._stack_views(data, training)

@@ -14,8 +14,8 @@ unconditionally.
 How the gradients of :func:`all_gather_with_grad` relate to the global batch:
 suppose rank ``r`` holds ``x_r`` and computes a loss ``L_r`` on its local
 anchors against the gathered ``[x_0; ...; x_{W-1}]``. The backward pass
-all-reduces (sums) the gradient of the gathered tensor and returns this rank's
-slice, so rank ``r`` receives ``d(L_0 + ... + L_{W-1}) / d x_r``: the gradient
+sums the gradient of the gathered tensor over ranks and returns this rank's
+slice (one reduce-scatter), so rank ``r`` receives ``d(L_0 + ... + L_{W-1}) / d x_r``: the gradient
 of the sum of all ranks' losses, as if one process had computed it. DDP then
 *averages* the parameter gradients over the ``W`` ranks. If every ``L_r`` is
 the mean over ``B`` local anchors (equal ``B`` on every rank), then
@@ -60,14 +60,18 @@ def gather_batch_sizes(tensor: torch.Tensor) -> List[int]:
     return [int(size.item()) for size in sizes]
 
 
+def _pad_rows(tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
+    tensor = tensor.contiguous()
+    if tensor.shape[0] == max_rows:
+        return tensor
+    padding = tensor.new_zeros((max_rows - tensor.shape[0], ) +
+                               tuple(tensor.shape[1:]))
+    return torch.cat([tensor, padding], dim=0)
+
+
 def _padded_all_gather(tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
     """All-gather ``tensor`` of per-rank lengths ``sizes`` (no autograd)."""
-    max_size = max(sizes)
-    tensor = tensor.contiguous()
-    if tensor.shape[0] < max_size:
-        padding = tensor.new_zeros((max_size - tensor.shape[0], ) +
-                                   tuple(tensor.shape[1:]))
-        tensor = torch.cat([tensor, padding], dim=0)
+    tensor = _pad_rows(tensor, max(sizes))
     buffers = [torch.empty_like(tensor) for _ in sizes]
     torch_dist.all_gather(buffers, tensor)
     return torch.cat([buffer[:size] for buffer, size in zip(buffers, sizes)],
@@ -85,26 +89,36 @@ def _check_sizes(tensor: torch.Tensor, sizes: List[int]) -> None:
             'gather_batch_sizes(tensor) or None.')
 
 
+def _sum_own_block(grad: torch.Tensor, block_rows: int) -> torch.Tensor:
+    """This rank's block of ``grad`` ``(W * block_rows, *)`` summed over
+    the ranks: one reduce-scatter."""
+    grad = grad.contiguous()
+    out = grad.new_empty((block_rows, ) + tuple(grad.shape[1:]))
+    torch_dist.reduce_scatter_tensor(out, grad, op=torch_dist.ReduceOp.SUM)
+    return out
+
+
 class _AllGatherWithGrad(torch.autograd.Function):
     """Concatenate every rank's tensor along dim 0, differentiably.
 
     Backward: the gradient of the gathered tensor is summed over ranks (each
     rank's loss depends on every rank's rows) and this rank's rows are
-    returned.
+    returned, by one reduce-scatter of the per-rank blocks padded to the
+    largest one (an all-reduce would move world-size times more).
     """
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
-        rank = torch_dist.get_rank()
-        ctx.row_start = sum(sizes[:rank])
-        ctx.row_stop = ctx.row_start + sizes[rank]
+        ctx.sizes = list(sizes)
         return _padded_all_gather(tensor, sizes)
 
     @staticmethod
     def backward(ctx, grad_gathered: torch.Tensor):
-        grad_gathered = grad_gathered.contiguous().clone()
-        torch_dist.all_reduce(grad_gathered, op=torch_dist.ReduceOp.SUM)
-        return grad_gathered[ctx.row_start:ctx.row_stop], None
+        sizes, max_size = ctx.sizes, max(ctx.sizes)
+        blocks = grad_gathered.split(sizes, dim=0)
+        padded = torch.cat([_pad_rows(block, max_size) for block in blocks])
+        mine = _sum_own_block(padded, max_size)
+        return mine[:sizes[torch_dist.get_rank()]], None
 
 
 def all_gather_with_grad(tensor: torch.Tensor,
@@ -183,15 +197,6 @@ def _check_bound(tensor: torch.Tensor, max_rows: int) -> None:
             'head\'s max batch size matches train_dataloader.batch_size')
 
 
-def _pad_rows(tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
-    tensor = tensor.contiguous()
-    if tensor.shape[0] == max_rows:
-        return tensor
-    padding = tensor.new_zeros((max_rows - tensor.shape[0], ) +
-                               tuple(tensor.shape[1:]))
-    return torch.cat([tensor, padding], dim=0)
-
-
 def _fixed_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     buffers = [torch.empty_like(tensor)
                for _ in range(torch_dist.get_world_size())]
@@ -227,16 +232,14 @@ class _PaddedAllGatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
-        ctx.row_start = torch_dist.get_rank() * max_rows
+        ctx.max_rows = max_rows
         ctx.num_rows = tensor.shape[0]
         return _fixed_all_gather(_pad_rows(tensor, max_rows))
 
     @staticmethod
     def backward(ctx, grad_gathered: torch.Tensor):
-        grad_gathered = grad_gathered.contiguous().clone()
-        torch_dist.all_reduce(grad_gathered, op=torch_dist.ReduceOp.SUM)
-        start = ctx.row_start
-        return grad_gathered[start:start + ctx.num_rows], None
+        mine = _sum_own_block(grad_gathered, ctx.max_rows)
+        return mine[:ctx.num_rows], None
 
 
 def all_gather_padded(tensor: torch.Tensor,

@@ -72,3 +72,25 @@ def test_channels_last_keeps_values(num_views):
     conv = torch.nn.Conv2d(3, 4, 3)
     torch.testing.assert_close(
         conv(fast['inputs']), conv(plain['inputs']), rtol=1e-5, atol=1e-5)
+
+
+def test_copies_to_the_device_without_blocking(monkeypatch):
+    """non_blocking=True reaches MMEngine's cast_data (pinned batches
+    overlap the step on a GPU); on the CPU the values are the same."""
+    from mmlt.integrations.mmpretrain.data_preprocessor import \
+        MultiViewDataPreprocessor
+    calls = []
+    original = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get('non_blocking'))
+        return original(self, *args, **kwargs)
+
+    preprocessor = MultiViewDataPreprocessor(mean=[0.], std=[1.])
+    assert MultiViewDataPreprocessor(
+        mean=[0.], std=[1.], non_blocking=False)._non_blocking is False
+    monkeypatch.setattr(torch.Tensor, 'to', spy)
+    out = preprocessor(dict(inputs=[torch.ones(1, 4, 4, dtype=torch.uint8)],
+                            data_samples=None), training=True)
+    assert True in calls and False not in calls
+    assert torch.equal(out['inputs'], torch.ones(1, 1, 4, 4))

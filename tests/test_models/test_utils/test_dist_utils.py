@@ -5,6 +5,7 @@ import torch.distributed as torch_dist
 
 from mmlt.models.utils import (all_gather_with_grad, gather_batch_sizes,
                                gather_no_grad, is_distributed)
+from mmlt.models.utils.dist_utils import all_gather_padded, gathered_row_mask
 
 from dist_launch import init_gloo, run_two_ranks
 
@@ -70,6 +71,18 @@ def _check_gathers(rank: int, sizes, dim: int) -> torch.Tensor:
     total.backward()
     expected = reference.grad[starts[rank]:starts[rank] + sizes[rank]]
     torch.testing.assert_close(local.grad, expected)
+
+    # The same through the gather padded to a bound (no host read): the
+    # real rows, picked by the device mask, give the same gradient.
+    bound = max(sizes) + 1
+    padded_local = local.detach().clone().requires_grad_(True)
+    padded = all_gather_padded(padded_local, bound, with_grad=True)
+    real = gathered_row_mask(sizes[rank], bound, padded.device)
+    assert padded.shape[0] == world_size * bound
+    assert real.tolist() == [i < n for n in sizes for i in range(bound)]
+    torch.testing.assert_close(padded.detach()[real], full, rtol=0, atol=0)
+    _anchor_loss(padded_local, padded[real]).backward()
+    torch.testing.assert_close(padded_local.grad, local.grad)
 
     if len(set(sizes)) == 1:
         # Equal batches: the sum of per-rank means is W times the mean over

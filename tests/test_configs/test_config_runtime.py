@@ -1,4 +1,6 @@
-"""Every shipped config that turns on mmlt.ExactResumeHook names the pieces
+"""What every shipped config sets up around the model.
+
+Exact resume: every shipped config that turns on mmlt.ExactResumeHook names the pieces
 the hook needs: a training dataset that seeds its items (SeedsItems) and,
 for epoch-based loops, a sampler that can skip the first indices of a
 resumed epoch (SkipsFirstIndices). Nothing is swapped at run time, so a
@@ -48,3 +50,19 @@ def test_exact_resume_pieces_are_declared(name):
 
 def test_every_config_is_checked():
     assert len(CONFIGS) >= 60
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_gpu_configs_pin_memory_and_autotune_fixed_sizes(name):
+    """The GPU recipes pin their batches; those with one input size (all
+    but LVIS's multi-scale training) turn cuDNN's autotuner on; the CPU
+    (Fashion-MNIST) and toy configs do neither."""
+    if name.startswith('lvis'):
+        pytest.importorskip('mmdet')
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    gpu = 'fashion' not in name and '/toy/' not in name
+    loader = cfg.get('train_dataloader')
+    if loader is not None:
+        assert bool(loader.get('pin_memory')) == gpu
+    fixed_size = gpu and not name.startswith('lvis')
+    assert bool(cfg.env_cfg.get('cudnn_benchmark')) == fixed_size
