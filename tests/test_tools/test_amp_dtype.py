@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
-from mmlt.registry import HOOKS
+from mmengine.registry import HOOKS  # the root: a test hook, not mmlt's
 from test_train_resume import model_state, run_train, write_tiny_config
 
 pytest.importorskip('mmpretrain')
@@ -24,7 +24,7 @@ class RecordFeatureDtype(Hook):
 
 
 EXTRA = ("custom_hooks = [dict(type='mmlt.ClassCountsHook'), "
-         "dict(type='mmlt.VMFWindowHook'), dict(type='mmlt.RecordFeatureDtype')]\n"
+         "dict(type='mmlt.VMFWindowHook'), dict(type='RecordFeatureDtype')]\n"
          "train_cfg = dict(max_epochs=1, val_interval=1)\n"
          "val_dataloader = val_cfg = val_evaluator = None\n")
 
