@@ -3,7 +3,7 @@
 # building mmcv once, which is then cached in ~/.cache/mmlt).
 PY := .venv/bin/python
 
-.PHONY: env demo test test-fast bench check-gpu
+.PHONY: env demo test test-fast bench check-gpu gpu-kit
 
 env:
 	bash tools/setup_env.sh
@@ -29,3 +29,8 @@ bench: env
 # --amp (on a CPU-only machine: the CPU half, and says the GPU half was skipped).
 check-gpu: env
 	$(PY) tools/check_gpu.py
+
+# The GPU kit (docs/gpu.md): everything a CUDA machine with torch and no network needs to
+# measure mmlt, under 64 MiB; run it there with `bash mmlt-gpu-kit/run.sh`.
+gpu-kit: env
+	$(PY) tools/gpu_kit.py pack /tmp/mmlt-gpu-kit.tar.gz

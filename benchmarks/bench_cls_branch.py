@@ -5,6 +5,8 @@ Run from the repository root (CPU, one thread; about 3-4 minutes)::
     python benchmarks/bench_cls_branch.py               # 224 px, batch 4
     python benchmarks/bench_cls_branch.py --reps 4 --size 160   # quicker
     python benchmarks/bench_cls_branch.py --profile     # where time goes
+    python benchmarks/bench_cls_branch.py --device cuda --batch 32 \
+        --amp-dtype bfloat16 --json out.json          # on a GPU (the GPU kit)
 
 It builds the models of ``configs/proco_r50_imagenetlt.py`` and
 ``configs/bcl_r50_imagenetlt.py`` (ResNet-50, cosine classifier, projection
@@ -65,6 +67,8 @@ def autocast():
     import torch
     if not AMP:
         return contextlib.nullcontext()
+    if isinstance(AMP, str):  # --amp-dtype
+        return torch.autocast(DEVICE, dtype=getattr(torch, AMP))
     return torch.autocast(
         DEVICE, dtype=torch.float16 if DEVICE == 'cuda' else torch.bfloat16)
 
@@ -248,6 +252,25 @@ def profile_step(variant, rows=20):
         sort_by='self_cpu_time_total', row_limit=rows))
 
 
+def write_json(path, steps, heads, swap, settings):
+    """Step and head times (s) per variant, ratios to CE only, settings."""
+    import json
+    ratios = {
+        name: dict(
+            step_paired_median=statistics.median(
+                a / b for a, b in zip(steps[name], steps['ce'])),
+            head_only_estimate=1 + (statistics.median(heads[name]) -
+                                    statistics.median(heads['ce'])) /
+            statistics.median(steps['ce']))
+        for name in steps if name != 'ce'
+    }
+    with open(path, 'w') as f:
+        json.dump(dict(settings={k: v for k, v in settings.items()
+                                 if k != 'json'},
+                       step_s=steps, head_s=heads, window_swap_s=swap,
+                       ratio_to_ce=ratios), f, indent=1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--batch', type=int, default=4,
@@ -262,6 +285,10 @@ def main(argv=None):
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--amp', action='store_true',
                         help='autocast: bfloat16 on a CPU, float16 on CUDA')
+    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
+                        help='autocast in this dtype (implies --amp)')
+    parser.add_argument('--json', metavar='PATH',
+                        help='also write the step and head times to PATH')
     parser.add_argument('--profile', action='store_true',
                         help='profile one step of each contrastive variant')
     args = parser.parse_args(argv)
@@ -270,7 +297,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     import mmlt  # noqa: F401  (registers mmlt and applies its compat fixes)
     global DEVICE, AMP
-    DEVICE, AMP = args.device, args.amp
+    DEVICE, AMP = args.device, args.amp_dtype or args.amp
 
     print(f'ResNet-50, ImageNet-LT heads (1000 classes), {args.batch} images '
           f'x 3 views at {args.size} px, {args.threads} threads, torch '
@@ -298,6 +325,8 @@ def main(argv=None):
     print(f'VMF window swap + full parameter refresh (once per epoch): '
           f'{swap * 1e3:.2f} ms')
     print_head_products(variants, args.batch)
+    if args.json:
+        write_json(args.json, steps, heads, swap, vars(args))
 
     print(f'\nOverhead over CE only (target <= {args.target}):')
     for name in ('proco', 'bcl'):

@@ -31,7 +31,9 @@ For every ``(B, C, p)`` it reports, for one contrastive view:
 
 ``--device cuda`` runs the same measurements on a GPU (synchronising before
 and after each timed call; memory from ``torch.cuda.max_memory_allocated``);
-``--amp`` runs them under autocast (bfloat16 on a CPU, float16 on CUDA). The
+``--amp`` runs them under autocast (bfloat16 on a CPU, float16 on CUDA;
+``--amp-dtype float16|bfloat16`` picks the dtype; ``--json PATH`` also writes
+the measurements to a file, as the GPU kit reads them). The
 dtype of every matrix product of one loss call is printed, so a float64
 product cannot hide.
 
@@ -115,6 +117,8 @@ def _autocast(device, amp):
     import torch
     if not amp:
         return contextlib.nullcontext()
+    if isinstance(amp, str):  # --amp-dtype
+        return torch.autocast(device, dtype=getattr(torch, amp))
     return torch.autocast(
         device, dtype=torch.float16 if device == 'cuda' else torch.bfloat16)
 
@@ -313,7 +317,9 @@ def run_worker(kind, config, repeats, threads, device='cpu', amp=False):
         os.path.abspath(__file__), '--worker', kind, '--config',
         ','.join(map(str, config)), '--repeats',
         str(repeats), '--device', device
-    ] + (['--amp'] if amp else [])
+    ] + (['--amp'] if amp is True else [])
+    if isinstance(amp, str):
+        command += ['--amp-dtype', amp]
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -357,6 +363,10 @@ def main(argv=None):
                         help='where to run mmlt and the matmul')
     parser.add_argument('--amp', action='store_true',
                         help='autocast: bfloat16 on a CPU, float16 on CUDA')
+    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'],
+                        help='autocast in this dtype (implies --amp)')
+    parser.add_argument('--json', metavar='PATH',
+                        help='also write the measurements to PATH (JSON)')
     parser.add_argument(
         '--configs', nargs='+', type=parse_config, metavar='B,C,P',
         default=CONFIGS,
@@ -366,6 +376,7 @@ def main(argv=None):
                         help=argparse.SUPPRESS)
     parser.add_argument('--config', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.amp = args.amp_dtype or args.amp
     repeats = args.repeats or (3 if args.quick else 10)
 
     if args.worker:
@@ -406,6 +417,10 @@ def main(argv=None):
         print('  matrix products of one loss call: ' +
               ', '.join(mine['products']['loss']))
     _print_tables(rows)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump([dict(config=config, mmlt=mine, literal=literal)
+                       for config, mine, literal in rows], f, indent=1)
 
 
 def _print_row(config, mine, literal):

@@ -306,9 +306,11 @@ class IterationTimer(Hook):
 
 
 def short_run_config(config: str, work_dir: str, iters: int,
-                     data_root: str, amp: bool):
+                     data_root: str, amp, cfg_options=None):
     """The config as a short iteration-based training run: no validation,
-    no checkpoints, data from ``data_root``, ``--amp`` if asked."""
+    no checkpoints, data from ``data_root``, ``--amp`` if asked (``amp``:
+    False, True for the device's default dtype, or ``--amp-dtype``'s
+    'float16' / 'bfloat16'), then ``cfg_options`` (as ``--cfg-options``)."""
     from mmlt.utils.launch import enable_amp, load_config
     cfg = load_config(config)
     cfg.work_dir = work_dir
@@ -332,17 +334,19 @@ def short_run_config(config: str, work_dir: str, iters: int,
         dataset = dataset.dataset
     dataset.data_root = data_root
     if amp:
-        enable_amp(cfg)
+        enable_amp(cfg, amp if isinstance(amp, str) else None)
+    cfg.merge_from_dict(cfg_options or {})
     return cfg
 
 
-def train_iterations(config: str, data_root: str, amp: bool, iters: int,
-                     warmup: int) -> Dict[str, object]:
+def train_iterations(config: str, data_root: str, amp, iters: int,
+                     warmup: int, cfg_options=None) -> Dict[str, object]:
     """Train ``iters`` iterations; iterations per second after ``warmup``,
     peak allocated GPU memory (MiB, None on a CPU) and the last loss."""
     from mmlt.utils.launch import build_runner
     with tempfile.TemporaryDirectory(prefix='mmlt_check_gpu_') as work_dir:
-        cfg = short_run_config(config, work_dir, iters, data_root, amp)
+        cfg = short_run_config(config, work_dir, iters, data_root, amp,
+                               cfg_options)
         runner = build_runner(cfg)
         timer = IterationTimer(warmup)
         runner.register_hook(timer, 'LOWEST')
