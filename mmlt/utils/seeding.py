@@ -7,12 +7,13 @@ that declare :class:`mmlt.engine.protocols.SeedsItems` use the data seeds.
 """
 import hashlib
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 # Domains of the derived seeds, so a data seed never equals a step seed.
-DATA_DOMAIN, STEP_DOMAIN, EPOCH_DOMAIN = 1, 2, 3
+DATA_DOMAIN, STEP_DOMAIN, EPOCH_DOMAIN, BRANCH_DOMAIN = 1, 2, 3, 4
 
 
 def derived_seed(*keys: int) -> int:
@@ -37,6 +38,30 @@ def seed_everything(seed: int, cuda: bool = True) -> None:
         torch.manual_seed(seed)
     else:
         torch.default_generator.manual_seed(seed)
+
+
+@contextmanager
+def branch_random_stream():
+    """Build an optional module on its own CPU random stream (paired seeds).
+
+    Inside the block, torch's CPU generator is seeded from the global
+    generator's next draw (mixed by :func:`derived_seed`); on leaving it the
+    global generator is back in the state it entered (``fork_rng``). So the
+    modules built and initialised afterwards draw exactly what they draw in a
+    model without the optional module: a model with a contrastive branch and
+    the same model without it, built after one ``torch.manual_seed``, start
+    from bitwise equal weights in every module they share (a paired
+    comparison), and the branch's own weights still follow the seed. CUDA
+    generators are not touched (models are built on the CPU).
+
+    Example:
+        >>> with branch_random_stream():
+        ...     projector = nn.Linear(1024, 128)
+    """
+    with torch.random.fork_rng(devices=[]):
+        peek = int(torch.randint(2**31 - 1, ()))
+        torch.default_generator.manual_seed(derived_seed(BRANCH_DOMAIN, peek))
+        yield
 
 
 def random_states() -> dict:

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlt.registry import MODELS
+from mmlt.utils.seeding import branch_random_stream
 
 
 def build_mlp(dims: Sequence[int], norm: bool = True) -> nn.Sequential:
@@ -76,6 +77,13 @@ class ContrastiveBranch(nn.Module):
     ``(V, N, p)``. A loss that sets ``needs_prototypes = True`` (BCL) gets
     class prototypes computed from the classifier rows ``W``.
 
+    Paired seeds: the branch is built on its own random stream
+    (:func:`mmlt.utils.seeding.branch_random_stream`), so a model with the
+    branch and the same model without it, built and initialised after one
+    seed, have equal weights in every module they share. The branch's layers
+    have no ``init_cfg``; a head ``init_cfg`` that matched their layer type
+    would draw for them in ``init_weights`` and break the pairing.
+
     Args:
         in_channels (int): Size of ``h``.
         num_classes (int): Number of classes ``C``.
@@ -102,6 +110,15 @@ class ContrastiveBranch(nn.Module):
                  classifier_channels: Optional[int] = None,
                  contrast_weight: Optional[float] = None) -> None:
         super().__init__()
+        # Paired seeds: the branch draws from its own stream, so the modules
+        # built and initialised after it get the weights they get without it.
+        with branch_random_stream():
+            self._build(in_channels, num_classes, loss, proj_dims, norm,
+                        proto_dims, classifier_channels, contrast_weight)
+
+    def _build(self, in_channels, num_classes, loss, proj_dims, norm,
+               proto_dims, classifier_channels, contrast_weight) -> None:
+        """The projector, the loss and (BCL) the prototype MLP."""
         proj_dims = tuple(int(dim) for dim in proj_dims)
         if len(proj_dims) < 1 or min(proj_dims) < 1:
             raise ValueError(f'proj_dims={proj_dims}; expected positive '
