@@ -26,7 +26,7 @@ model = dict(
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
-        # StandardRoIHead plus test_cfg.rcnn.max_per_class (AP-fixed)
+        # StandardRoIHead plus AP-fixed's test options (test_cfg.rcnn)
         type='mmlt.PerClassTopKRoIHead',
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(
@@ -42,10 +42,13 @@ model = dict(
         rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
-        # AP-fixed needs detections that no per-image cap has cut: NMS,
-        # then the best 100 of every class (all of them here); the
-        # evaluator applies the standard per-image cap itself.
-        rcnn=dict(score_thr=0.0001, max_per_img=-1, max_per_class=100)))
+        # AP-fixed as Dave et al. produce it: no per-image cap, floor 1e-7,
+        # per-class thresholds from the 10,000-th best score of the pass so
+        # far, masks in chunks; plus each image's best 50 above 1e-4, from
+        # which the evaluator takes the standard AP's detections.
+        rcnn=dict(score_thr=1e-7, max_per_img=-1, dets_per_class=10000,
+                  standard_max_per_img=50, standard_score_thr=0.0001,
+                  mask_chunk=1000)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -112,6 +115,7 @@ val_evaluator = dict(
     ann_file=data_root + 'annotations/lvis_v1_val.json',
     metric=['bbox', 'segm'],
     max_dets_per_img=50,
+    standard_score_thr=0.0001,
     dets_per_class=10000)
 test_evaluator = val_evaluator
 

@@ -29,9 +29,9 @@ class ContrastiveRoIHead(PerClassTopKRoIHead, GathersAcrossRanks):
     the LVIS configs set 0.7. The mask branch is untouched.
 
     Prediction is :class:`StandardRoIHead`'s: the box head is called without
-    the shared feature and the projector never runs; like
-    :class:`mmlt.PerClassTopKRoIHead` it accepts ``max_per_class`` in its
-    test config (the AP-fixed setting).
+    the shared feature and the projector never runs, with the AP-fixed test
+    options of :class:`mmlt.PerClassTopKRoIHead` (``dets_per_class``,
+    ``mask_chunk`` ...).
 
     Use it with a box head that has ``loss_contrast`` and
     ``forward(x, return_shared_feats)``, such as

@@ -18,7 +18,7 @@ from mmengine.logging import MMLogger
 from mmlt.engine.protocols import NeedsOutDir
 from mmlt.evaluation.per_class_plot import plot_per_class_ap
 from mmlt.registry import METRICS
-from mmlt.utils.validation import check_choice, check_int
+from mmlt.utils.validation import check_choice, check_int, check_number
 from .lvis_fixed_ap import (TopKPerClassStore, interpolated_average_precision,
                             kth_best_scores, matches_by_class,
                             to_lvis_results)
@@ -47,6 +47,13 @@ class _SingleMetricLVIS(LVISMetric):
         self.img_ids = lvis_api.get_img_ids()
 
 
+def _cell(column: str, value: float) -> str:
+    """A CSV cell: empty for nan, counts as integers, AP to 4 decimals."""
+    if np.isnan(value):
+        return ''
+    return str(int(value)) if column.endswith('_dets') else f'{value:.4f}'
+
+
 @METRICS.register_module()
 class LVISFixedMetric(LVISMetric, NeedsOutDir):
     """MMDetection's ``LVISMetric`` plus AP-fixed and AP-pool (Dave et al.,
@@ -63,30 +70,42 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
       official per-class evaluation runs (federated: only images with the
       class or listing it in ``neg_category_ids`` count; unmatched
       detections where it is in ``not_exhaustive_category_ids`` are
-      ignored; IoU 0.5:0.95, 101 recall points, area 'all'). Invariant to
-      any per-class monotone change of the scores. Keys ``{bbox,segm}_fixed_
-      {AP,APr,APc,APf}``.
+      ignored; IoU 0.5:0.95, 101 recall points, area 'all'). Keys
+      ``{bbox,segm}_fixed_{AP,APr,APc,APf}``. A class's AP-fixed depends
+      only on the order of its own scores, so it is unchanged by a per-class
+      monotone change of the scores *of the detections it receives*: the
+      model must not drop a class's detections by a rule that depends on
+      other classes or on a global score threshold. Produce them as Dave et
+      al. do, with :class:`mmlt.PerClassTopKRoIHead` and ``dets_per_class``
+      (per-class thresholds, a floor of 1e-7, no per-image cap). A class
+      with fewer than ``dets_per_class`` detections is listed in a warning
+      (its list was cut by the model's floor or caps; a score change can
+      then move detections across the cut) and its count is in the
+      per-class CSV. A logit shift of one class in a softmax classifier is
+      monotone for that class; it rescales the other classes' scores of
+      each RoI by a factor near 1 that depends on the RoI, which can reorder
+      their near-ties.
     * ``pool``: the same detections and matches, but one ranking of all
       classes together (and of the r, c, f classes), so it rewards scores
       that are calibrated across classes. Keys ``{bbox,segm}_pool_
       {AP,APr,APc,APf}``.
 
-    Detections need not be capped per image by the model for AP-fixed: use
-    :class:`mmlt.PerClassTopKRoIHead` with ``max_per_class`` (the standard
-    path applies its own cap). ``process`` keeps only the ``max_dets_per_img``
-    best detections of each image for the standard path and streams the rest
-    into a per-class budget (:class:`TopKPerClassStore`, which states the
-    bound), so memory follows ``num_classes * dets_per_class`` detections per
-    IoU type, not the dataset's size (with several processes each drops,
-    before the gathering, what cannot be in the union's best
-    ``dets_per_class``).
+    ``process`` keeps only the detections above ``standard_score_thr`` and
+    then the ``max_dets_per_img`` best of each image for the standard path
+    (MMDetection's 1e-4 and 300 make it ``LVISMetric``'s AP, whatever floor
+    the model used), and streams all detections into a per-class budget
+    (:class:`TopKPerClassStore`, which states the bound), so memory follows
+    ``num_classes * dets_per_class`` detections per IoU type, not the
+    dataset's size (with several processes each drops, before the
+    gathering, what cannot be in the union's best ``dets_per_class``).
 
     A per-class CSV (``lvis_per_class_ap.csv``: class, LVIS frequency,
     training image count (``image_count`` of the annotation file's
-    categories), ground-truth instances, AP and AP-fixed per IoU type) and a
-    plot of AP against the training count (``lvis_per_class_ap.png``) go to
-    ``out_dir``: by default the runner's work dir, which
-    :class:`mmlt.MetricOutDirHook` passes to :meth:`set_out_dir`.
+    categories), ground-truth instances, AP, AP-fixed and the detections in
+    the AP-fixed budget per IoU type) and a plot of AP against the training
+    count (``lvis_per_class_ap.png``) go to ``out_dir``: by default the
+    runner's work dir, which :class:`mmlt.MetricOutDirHook` passes to
+    :meth:`set_out_dir`.
 
     Args:
         ann_file (str): LVIS annotation file of the evaluated set.
@@ -97,6 +116,10 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
         dets_per_class (int): Budget of AP-fixed. Defaults to 10000.
         max_dets_per_img (int): Per-image cap of the standard AP. Defaults to
             300 (LVIS); -1: none.
+        standard_score_thr (float, optional): Score floor of the standard
+            AP's detections (``score > thr``), applied before the cap; the
+            LVIS configs set MMDetection's 1e-4, since their model keeps
+            scores down to 1e-7 for AP-fixed. Defaults to None (no floor).
         eval_chunk_dets (int): Detections per run of the official
             evaluation for AP-fixed (classes are evaluated in groups to bound
             memory). Defaults to 500000.
@@ -113,6 +136,7 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
                  ap_types: Sequence[str] = AP_TYPES,
                  dets_per_class: int = 10000,
                  max_dets_per_img: int = 300,
+                 standard_score_thr: Optional[float] = None,
                  eval_chunk_dets: int = 500000,
                  out_dir=None,
                  **kwargs) -> None:
@@ -130,6 +154,8 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
         if max_dets_per_img != -1:
             check_int('max_dets_per_img', max_dets_per_img)
         self.max_dets_per_img = max_dets_per_img
+        self.standard_score_thr = None if standard_score_thr is None else \
+            check_number('standard_score_thr', standard_score_thr, minimum=0)
         self.eval_chunk_dets = check_int('eval_chunk_dets', eval_chunk_dets)
         self.out_dir = out_dir
         others = [m for m in self.metrics if m not in ('bbox', 'segm')]
@@ -175,36 +201,38 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
 
     # ------------------------------------------------------------ process
     def _standard_subset(self, pred: dict) -> Optional[torch.Tensor]:
-        """Indices of the detections the standard path can use: the best
-        ``max_dets_per_img`` by box score (and by mask score when the model
-        gives one), in their order; None when all are."""
-        cap = self.max_dets_per_img
+        """Indices of the detections the standard path can use: those above
+        ``standard_score_thr``, then the best ``max_dets_per_img`` by box
+        score (and by mask score when the model gives one), in their order;
+        None when all are."""
         scores = pred['scores']
-        if cap < 0 or len(scores) <= cap:
-            return None
-        keep = torch.zeros(len(scores), dtype=torch.bool,
-                           device=scores.device)
-        for key in ('scores', 'mask_scores'):
-            if key in pred:
-                best = torch.sort(
-                    pred[key], descending=True, stable=True).indices[:cap]
-                keep[best] = True
-        return keep.nonzero().reshape(-1)
+        keep = torch.ones(len(scores), dtype=torch.bool, device=scores.device)
+        if self.standard_score_thr is not None:
+            keep = scores > self.standard_score_thr  # mmdet's strict test
+        cap = self.max_dets_per_img
+        if cap >= 0 and int(keep.sum()) > cap:
+            capped = torch.zeros_like(keep)
+            for key in ('scores', 'mask_scores'):
+                if key in pred:
+                    ranked = torch.where(keep, pred[key], -float('inf'))
+                    best = torch.sort(
+                        ranked, descending=True, stable=True).indices[:cap]
+                    capped[best] = True
+            keep &= capped
+        return None if bool(keep.all()) else keep.nonzero().reshape(-1)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep the standard path's detections (``LVISMetric.process``) and
-        stream all detections into the per-class budgets."""
+        stream all detections into the per-class budgets. Masks may be a
+        ``(n, H, W)`` tensor or ``n`` RLEs (:class:`mmlt.PerClassTopKRoIHead`
+        with ``mask_chunk`` encodes them as they come)."""
         for data_sample in data_samples:
             pred = data_sample['pred_instances']
+            rles = pred.get('masks')
+            if rles is not None and not isinstance(rles, list):
+                rles = encode_mask_results(rles.detach().cpu().numpy())
             if 'standard' in self.ap_types:
-                keep = self._standard_subset(pred)
-                if keep is not None:
-                    data_sample = dict(data_sample)
-                    data_sample['pred_instances'] = {
-                        key: value[keep]
-                        for key, value in pred.items()
-                    }
-                super().process(data_batch, [data_sample])
+                self._process_standard(data_batch, data_sample, rles)
             if not self._stores:
                 continue
             img_id = int(data_sample['img_id'])
@@ -214,16 +242,30 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
             if 'bbox' in self._stores:
                 self._stores['bbox'].add(img_id, labels, scores, bboxes)
             if 'segm' in self._stores:
-                if 'masks' not in pred:
+                if rles is None:
                     raise ValueError(
                         "LVISFixedMetric(metric='segm') needs masks in "
                         'pred_instances; drop segm for a box-only model')
-                rles = encode_mask_results(
-                    pred['masks'].detach().cpu().numpy())
                 mask_scores = pred['mask_scores'].cpu().numpy() \
                     if 'mask_scores' in pred else scores
                 self._stores['segm'].add(img_id, labels, mask_scores, bboxes,
                                          rles)
+
+    def _process_standard(self, data_batch: dict, data_sample: dict,
+                          rles: Optional[list]) -> None:
+        """``LVISMetric.process`` of the standard path's detections, with
+        the masks already encoded."""
+        pred = data_sample['pred_instances']
+        keep = self._standard_subset(pred)
+        index = range(len(pred['scores'])) if keep is None else keep.tolist()
+        data_sample = dict(data_sample)
+        data_sample['pred_instances'] = {
+            key: value if keep is None else value[keep]
+            for key, value in pred.items() if key != 'masks'
+        }
+        super().process(data_batch, [data_sample])
+        if rles is not None:
+            self.results[-1][1]['masks'] = [rles[i] for i in index]
 
     def evaluate(self, size: int) -> dict:
         """Collect the standard results and the budgets of every process,
@@ -328,6 +370,8 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
             elif num_gt[label] > 0 and np.isnan(class_ap[label]):
                 class_ap[label] = 0.0
         per_class[f'{iou_type}_fixed_AP'] = class_ap
+        per_class[f'{iou_type}_fixed_dets'] = self._warn_short_lists(
+            iou_type, detections['labels'])
         frequency = np.array(
             [cat['frequency'] for cat in gt.load_cats(self.cat_ids)])
         groups = [('', np.ones(num_classes, dtype=bool))] + [
@@ -360,6 +404,29 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
                 output[f'{iou_type}_pool_AP{suffix}'] = -1.0 if np.isnan(
                     ap) else round(ap, 3)
         return output
+
+    def _warn_short_lists(self, iou_type: str,
+                          labels: np.ndarray) -> np.ndarray:
+        """Detections per class in the budget (label order); a warning
+        names the classes with fewer than ``dets_per_class``."""
+        counts = np.bincount(labels, minlength=len(self.cat_ids))
+        short = np.flatnonzero(counts < self.dets_per_class)
+        if len(short):
+            cats = self._lvis_api.load_cats([self.cat_ids[i] for i in short])
+            names = [f'{cat["name"]} ({counts[i]})'
+                     for i, cat in zip(short, cats)]
+            shown = ', '.join(names[:50]) + (
+                f' and {len(names) - 50} more (see the per-class CSV)'
+                if len(names) > 50 else '')
+            MMLogger.get_current_instance().warning(
+                f'AP-fixed ({iou_type}): {len(short)} of {len(counts)} '
+                f'classes have fewer than dets_per_class='
+                f'{self.dets_per_class} detections: {shown}. Their lists '
+                'were cut by the model (score floor, per-image caps), so a '
+                'score change can move detections across the cut; produce '
+                'them with mmlt.PerClassTopKRoIHead and '
+                'test_cfg.rcnn.dets_per_class (floor 1e-7, Dave et al.)')
+        return counts.astype(np.float64)
 
     def _gt_counts(self, count_ignored: bool) -> np.ndarray:
         """Ground-truth objects per class (label order) in the file."""
@@ -449,8 +516,9 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
         gt = self._lvis_api
         cats = gt.load_cats(self.cat_ids)
         columns = [
-            key for key in ('bbox_AP', 'bbox_fixed_AP', 'segm_AP',
-                            'segm_fixed_AP') if key in per_class
+            key for key in ('bbox_AP', 'bbox_fixed_AP', 'bbox_fixed_dets',
+                            'segm_AP', 'segm_fixed_AP', 'segm_fixed_dets')
+            if key in per_class
         ]
         os.makedirs(out_dir, exist_ok=True)
         csv_file = osp.join(out_dir, PER_CLASS_FILE)
@@ -466,8 +534,7 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
                     train_image_count=cat.get('image_count', ''),
                     gt_instances=int(gt_instances[label]),
                     **{
-                        key: '' if np.isnan(per_class[key][label]) else
-                        f'{per_class[key][label]:.4f}'
+                        key: _cell(key, per_class[key][label])
                         for key in columns
                     }))
         with open(csv_file, 'w', newline='') as f:

@@ -88,7 +88,7 @@ def test_config_roi_head_builds(path):
     elif '/toy/' not in path:
         assert cfg.train_dataloader.dataset.type == 'mmlt.ClassBalancedDataset'
         assert cfg.train_dataloader.dataset.oversample_thr == 1e-3
-    # LVIS AP, AP-fixed and AP-pool, on detections capped per class only
+    # LVIS AP, AP-fixed and AP-pool
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         assert evaluator.type == 'mmlt.LVISFixedMetric'
         assert evaluator.metric == ['bbox', 'segm']
@@ -97,8 +97,15 @@ def test_config_roi_head_builds(path):
     assert cfg.model.roi_head.type in ('mmlt.PerClassTopKRoIHead',
                                        'mmlt.ContrastiveRoIHead')
     assert rcnn_test_cfg.max_per_img == -1
-    # the standard path's detections are then those of a per-image cap
-    assert rcnn_test_cfg.max_per_class >= cfg.val_evaluator.max_dets_per_img
+    # AP-fixed as Dave et al. run it: floor 1e-7, the metric's budget as
+    # the head's per-class thresholds; the standard path gets MMDetection's
+    # detections (score > 1e-4, the best per image)
+    assert rcnn_test_cfg.score_thr == 1e-7
+    assert rcnn_test_cfg.dets_per_class == cfg.val_evaluator.dets_per_class
+    assert rcnn_test_cfg.standard_max_per_img >= \
+        cfg.val_evaluator.max_dets_per_img
+    assert rcnn_test_cfg.standard_score_thr == \
+        cfg.val_evaluator.standard_score_thr == 1e-4
     assert cfg.val_evaluator.max_dets_per_img == (50 if '/toy/' in path else
                                                   300)
     if '/toy/' not in path:  # one LVIS val pass, after the last epoch
