@@ -26,4 +26,7 @@ model = dict(
                 # batch, and shrink kappa towards the global concentration
                 # with a pseudo-count of 100 RoIs (docs/detection.md)
                 score_before_update=True,
-                estimator=dict(kappa_shrinkage=100)))))
+                estimator=dict(kappa_shrinkage=100),
+                # the prior of the RoIs the loss sees (IoU >= 0.7): the
+                # estimator's counts, not the stream's instances
+                prior='estimator'))))

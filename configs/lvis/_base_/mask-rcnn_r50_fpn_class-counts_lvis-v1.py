@@ -1,7 +1,8 @@
 # Shared by the mmlt LVIS v1 configs: the training set carries its class
 # counts (instances per category of lvis_v1_train.json); mmlt.ClassCountsHook
-# hands every loss with set_class_counts (logit adjustment, ProCo) the counts
-# of the stream the classifier is trained on (prior='stream': each image
+# hands every loss with set_class_counts (logit adjustment; ProCo, whose LVIS
+# configs take their prior from the estimator's RoI counts instead) the
+# counts of the stream the classifier is trained on (prior='stream': each image
 # weighted by its repeats under repeat-factor sampling, by its expected draws
 # under class-aware sampling), and mmlt.VMFWindowHook starts a new vMF window
 # every 2000 iterations (ProCo's estimator pools the previous and the current

@@ -1,8 +1,9 @@
 # The toy LVIS detector with ProCo on the foreground RoIs (Du et al., TPAMI
 # 2024): logit-adjusted RoI classifier + ProCo loss on the 2-fc features
 # through a 256-256-64 projection, with the method choices of the LVIS v1
-# configs (docs/detection.md): the class prior of the repeat-factor-sampled
-# stream, only RoIs with IoU >= 0.7 as contrastive positives, scoring against
+# configs (docs/detection.md): the classifier's prior from the
+# repeat-factor-sampled stream, ProCo's from the RoIs its estimator has seen,
+# only RoIs with IoU >= 0.7 as contrastive positives, scoring against
 # statistics without the current batch and kappa shrunk towards the global
 # concentration (pseudo-count 100 RoIs). The vMF window is an epoch (56
 # iterations here; the LVIS v1 configs use 2000 iterations).
@@ -22,7 +23,10 @@ model = dict(
                 temperature=0.1,
                 loss_weight=0.5,
                 score_before_update=True,
-                estimator=dict(kappa_shrinkage=100)))))
+                estimator=dict(kappa_shrinkage=100),
+                # the prior of the RoIs the loss sees (IoU >= 0.7): the
+                # estimator's counts, not the stream's instances
+                prior='estimator'))))
 
 custom_hooks = [
     dict(type='mmlt.ClassCountsHook', prior='stream'),

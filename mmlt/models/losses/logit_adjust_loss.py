@@ -166,7 +166,8 @@ class LogitAdjustLoss(nn.Module, NeedsClassCounts):
         adjusted = cls_score.to(
             torch.promote_types(cls_score.dtype, torch.float32))
         if self.tau != 0:
-            adjusted = adjusted + self.tau * self.log_prior.to(adjusted.dtype)
+            adjusted = adjusted + self.tau * self.log_prior_for(
+                label, weight).to(adjusted.dtype)
         loss = F.cross_entropy(
             adjusted,
             label,
@@ -174,6 +175,14 @@ class LogitAdjustLoss(nn.Module, NeedsClassCounts):
             label_smoothing=self.label_smoothing)
         loss = weight_reduce_loss(loss, weight, reduction, avg_factor)
         return self.loss_weight * loss
+
+    def log_prior_for(self, label: torch.Tensor,
+                      weight: Optional[torch.Tensor]) -> torch.Tensor:
+        """The log-prior ``(C,)`` added (times ``tau``) to the logits of this
+        batch: the ``log_prior`` buffer. Subclasses with a prior that
+        follows the labels (:class:`mmlt.DetLogitAdjustLoss` with
+        ``prior='online'``) override it."""
+        return self.log_prior
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, tau={self.tau}, '

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mmlt.engine.protocols import NeedsClassCounts
 from mmlt.registry import MODELS
-from mmlt.utils.validation import check_int, check_number
+from mmlt.utils.validation import check_choice, check_int, check_number
 from ..vmf.vmf import expected_contrast_logits
 from ..vmf.vmf_estimator import VMFEstimator
 from .utils import (PaddedGathers, as_view_major, check_reduction,
@@ -83,6 +83,17 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
             contrasted with a mean that contains itself; matters for classes
             with few samples per window (LVIS rare classes). False (default)
             is the authors' order.
+        prior (str): Where ``pi`` comes from. ``'class_counts'`` (default):
+            the counts given to :meth:`set_class_counts` (the training set or
+            its sampled stream), the prior of the samples the loss sees when
+            every sample enters it (classification). ``'estimator'``: the
+            estimator's pooled counts at scoring time, ``pi_c = (m_c + a) /
+            sum_k (m_k + a)``: the prior of what the loss really sees when it
+            takes a selection (a detector's RoIs with IoU >= 0.7). Same on
+            every rank; the counts given to :meth:`set_class_counts` are then
+            not used.
+        prior_pseudo_count (float): ``a`` of ``prior='estimator'``, so a
+            class absent from the window has a finite prior. Defaults to 1.
 
     Shape:
         - features: ``(V, B, p)`` view-major unit vectors (V views), or
@@ -108,7 +119,9 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
                  estimator: Optional[Union[dict, VMFEstimator]] = None,
                  reduction: str = 'mean',
                  update_estimator: bool = True,
-                 score_before_update: bool = False) -> None:
+                 score_before_update: bool = False,
+                 prior: str = 'class_counts',
+                 prior_pseudo_count: float = 1.0) -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
         self.num_classes = check_int('num_classes', num_classes)
@@ -118,6 +131,10 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
         self.loss_weight = loss_weight
         self.update_estimator = update_estimator
         self.score_before_update = bool(score_before_update)
+        self.prior = check_choice('prior', prior,
+                                  ('class_counts', 'estimator'))
+        self.prior_pseudo_count = check_number(
+            'prior_pseudo_count', prior_pseudo_count, strictly_above=0)
 
         if estimator is None:
             estimator = dict(type='mmlt.VMFEstimator')
@@ -162,6 +179,15 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
         self.log_prior.copy_(log_prior)
         self.prior_is_set = True
 
+    def current_log_prior(self) -> torch.Tensor:
+        """``log pi`` ``(C,)`` float64 of the logit adjustment (see
+        ``prior``); read at scoring time, so with ``prior='estimator'`` it
+        follows the window (no host read)."""
+        if self.prior == 'class_counts':
+            return self.log_prior
+        counts = self.estimator.pooled_counts() + self.prior_pseudo_count
+        return counts.log() - counts.sum().log()
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         # Checked once here on the host, not in every step.
@@ -192,7 +218,7 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
             Tensor: The loss (see ``Shape`` in the class docstring).
         """
         reduction = check_reduction(reduction_override or self.reduction)
-        if not self.prior_is_set:
+        if not self.prior_is_set and self.prior == 'class_counts':
             raise RuntimeError(
                 'ProCoLoss has no class prior: pass class_counts to the '
                 'constructor or call set_class_counts(counts) before the '
@@ -222,14 +248,13 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
             logits = expected_contrast_logits(
                 view_features.to(compute_dtype), mean_direction, kappa,
                 self.temperature)
+            # the prior of the statistics the view is scored against
+            logits = logits + self.current_log_prior().to(logits.dtype)
             if update and self.score_before_update:
                 self.estimator.update(view_features.detach(), labels, weight,
                                       max_rows=self.gather_bound())
             view_losses.append(
-                F.cross_entropy(
-                    logits + self.log_prior.to(logits.dtype),
-                    labels,
-                    reduction='none'))
+                F.cross_entropy(logits, labels, reduction='none'))
         # Mean over views, then the usual per-sample weighting/reduction.
         loss = torch.stack(view_losses).mean(dim=0)
         loss = weight_reduce_loss(loss, weight, reduction, avg_factor)

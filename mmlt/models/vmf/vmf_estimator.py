@@ -213,6 +213,13 @@ class VMFEstimator(nn.Module, HasStatisticsWindow):
                     self.previous_counts + self.current_counts)
         return self.ema_sums.clone(), self.ema_counts.clone()
 
+    def pooled_counts(self) -> torch.Tensor:
+        """The counts ``(C,)`` the estimate uses (float64): the samples (or
+        their weights) of the window, the same on every rank."""
+        if self.window == 'epoch':
+            return self.previous_counts + self.current_counts
+        return self.ema_counts.clone()
+
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self._slots = None

@@ -62,3 +62,55 @@ def test_hook_protocol_and_checkpoint():
             match='3 object classes of class_counts plus background'):
         # an (N, C) classifier without a background column is refused
         loss(torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+def test_online_prior_follows_the_cumulative_roi_labels():
+    """prior='online': each batch's object labels (weight > 0) are counted
+    first, then the adjustment of the cumulative counts + pseudo-count, as
+    the slow reference computes it from counts kept by hand."""
+    torch.manual_seed(1)
+    loss = DetLogitAdjustLoss(prior='online', num_classes=3,
+                              pseudo_count=0.5, reduction='none')
+    loss.set_class_counts([5, 5, 5])  # the hook's counts: not used
+    seen = [0.0, 0.0, 0.0]
+    for step in range(4):
+        cls_score = torch.randn(7, 4, dtype=torch.float64)
+        labels = torch.randint(0, 4, (7, ))
+        weights = (torch.rand(7) > 0.2).double()
+        for label, w in zip(labels.tolist(), weights.tolist()):
+            if label < 3 and w > 0:
+                seen[label] += 1
+        expected = slow_reference(cls_score, labels,
+                                  [n + 0.5 for n in seen], 1.0)
+        torch.testing.assert_close(
+            loss(cls_score, labels, weights),
+            torch.tensor(expected, dtype=torch.float64) * weights)
+    assert loss.label_counts.tolist() == seen
+    # evaluation does not count; a checkpoint restores the counts
+    loss.eval()
+    loss(torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 0, 0]))
+    assert loss.label_counts.tolist() == seen
+    restored = DetLogitAdjustLoss(prior='online', num_classes=3)
+    restored.load_state_dict(loss.state_dict())
+    assert restored.label_counts.tolist() == seen
+
+
+def test_online_prior_adds_every_ranks_labels(monkeypatch):
+    """The batch counts go through all_reduce (two ranks with the same
+    batch: twice the counts), so every rank has the same prior."""
+    from mmlt.integrations.mmdet import det_logit_adjust_loss
+    monkeypatch.setattr(det_logit_adjust_loss, 'all_reduce',
+                        lambda tensor: tensor.mul_(2))
+    loss = DetLogitAdjustLoss(prior='online', num_classes=2)
+    loss(torch.randn(4, 3), torch.tensor([0, 0, 1, 2]))
+    assert loss.label_counts.tolist() == [4.0, 2.0]
+
+
+def test_online_prior_needs_num_classes():
+    with pytest.raises(ValueError, match='num_classes'):
+        DetLogitAdjustLoss(prior='online')
+    with pytest.raises(ValueError, match='prior'):
+        DetLogitAdjustLoss(prior='seesaw')
+    loss = DetLogitAdjustLoss(prior='online', num_classes=3)
+    with pytest.raises(ValueError, match='num_classes=3'):
+        loss.set_class_counts([1, 2])

@@ -71,6 +71,8 @@ def test_config_roi_head_builds(path):
                 proco = bbox_head.contrast_loss
                 assert proco.score_before_update
                 assert proco.estimator.kappa_shrinkage == 100
+                # the prior of the IoU >= 0.7 RoIs it sees (issue 27)
+                assert proco.prior == 'estimator'
     if classifier.startswith('mmlt.') or contrast is not None:
         # the prior comes from the training set's annotation file
         dataset = cfg.train_dataloader.dataset

@@ -292,3 +292,39 @@ def test_score_before_update_is_leave_batch_out():
     authors = make_loss()
     authors(first, first_labels)
     assert not torch.allclose(authors(features.transpose(0, 1), labels), loss)
+
+
+@pytest.mark.parametrize('score_before_update', [False, True])
+def test_estimator_prior_is_the_count_of_what_the_loss_saw(
+        score_before_update):
+    """prior='estimator': pi_c = (m_c + a) / sum(m + a) with m_c the
+    samples of class c in the estimator when the batch is scored (with the
+    batch in the authors' order, without it when scoring first), against
+    the naive loss with those counts kept by a loop."""
+    loss_module = ProCoLoss(
+        NUM_CLASSES, FEAT_DIM, temperature=TAU, prior='estimator',
+        prior_pseudo_count=0.5, score_before_update=score_before_update)
+    loss_module.set_class_counts(CLASS_COUNTS)  # the hook's: not used
+    seen_features, seen_labels = [], []
+    for seed, batch_size in enumerate([8, 5, 11]):
+        features, labels = class_batch(batch_size, seed)
+        loss = loss_module(features, labels)
+        if not score_before_update:
+            seen_features.append(features)
+            seen_labels.append(labels)
+        scored_with = torch.cat(seen_labels) if seen_labels else labels[:0]
+        counts = [float((scored_with == c).sum()) + 0.5
+                  for c in range(NUM_CLASSES)]
+        if seen_features:
+            mu, kappa = naive_vmf(torch.cat(seen_features), scored_with)
+        else:
+            mu = torch.zeros(NUM_CLASSES, FEAT_DIM, dtype=torch.float64)
+            kappa = torch.zeros(NUM_CLASSES, dtype=torch.float64)
+        reference = naive_view_losses(features, labels, mu, kappa,
+                                      counts=counts).mean()
+        torch.testing.assert_close(loss, reference, rtol=1e-6, atol=0)
+        if score_before_update:
+            seen_features.append(features)
+            seen_labels.append(labels)
+    with pytest.raises(ValueError, match='prior'):
+        make_loss(prior='stream')
