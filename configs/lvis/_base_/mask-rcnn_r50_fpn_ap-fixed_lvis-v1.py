@@ -55,3 +55,12 @@ test_evaluator = val_evaluator
 default_hooks = dict(
     metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
     gather_bound=dict(type='mmlt.GatherBoundHook'))
+
+# Distributed timeout (seconds; MMEngine passes it to init_process_group).
+# After a validation pass the main process evaluates up to 12.0M detections
+# per IoU type for AP-fixed (plus the standard AP) while the other processes
+# wait in the result broadcast; NCCL's default (10 minutes) kills them first.
+# 4 hours is a generous guess, NOT yet sized from a measurement at LVIS v1
+# scale (docs/detection.md); replace it with the measured evaluate time plus
+# a margin.
+env_cfg = dict(dist_cfg=dict(timeout=4 * 3600))

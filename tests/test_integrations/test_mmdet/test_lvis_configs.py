@@ -110,6 +110,11 @@ def test_config_roi_head_builds(path):
         cfg.val_evaluator.standard_score_thr == 1e-4
     assert cfg.val_evaluator.max_dets_per_img == (50 if '/toy/' in path else
                                                   300)
+    if '/toy/' not in path:
+        # rank 0 evaluates AP-fixed while the others wait in a broadcast:
+        # longer than NCCL's 10-minute default, merged into mmdet's env_cfg
+        assert cfg.env_cfg.dist_cfg.timeout >= 3600
+        assert cfg.env_cfg.dist_cfg.backend == 'nccl'
     if '/toy/' not in path:  # one LVIS val pass, after the last epoch
         epochs = 24 if '-2x_' in path else 12
         assert cfg.train_cfg.val_interval == cfg.train_cfg.max_epochs == \
