@@ -41,7 +41,7 @@ def seed_everything(seed: int, cuda: bool = True) -> None:
 
 
 @contextmanager
-def branch_random_stream():
+def branch_random_stream(stream: int = 0):
     """Build an optional module on its own CPU random stream (paired seeds).
 
     Inside the block, torch's CPU generator is seeded from the global
@@ -54,13 +54,19 @@ def branch_random_stream():
     comparison), and the branch's own weights still follow the seed. CUDA
     generators are not touched (models are built on the CPU).
 
+    Args:
+        stream (int): Which stream: two optional modules built one after
+            the other need different ones, or they draw the same numbers.
+            Defaults to 0 (the contrastive branch).
+
     Example:
         >>> with branch_random_stream():
         ...     projector = nn.Linear(1024, 128)
     """
     with torch.random.fork_rng(devices=[]):
         peek = int(torch.randint(2**31 - 1, ()))
-        torch.default_generator.manual_seed(derived_seed(BRANCH_DOMAIN, peek))
+        torch.default_generator.manual_seed(
+            derived_seed(BRANCH_DOMAIN, peek, *((stream, ) if stream else ())))
         yield
 
 

@@ -359,6 +359,81 @@ def build_toy_lvis(out_dir: str,
     return summary
 
 
+#: Stream of the large validation set's generator (the seed's second key).
+LARGE_VAL_STREAM = 1
+LARGE_VAL_FILE = 'lvis_v1_val-large.json'
+
+
+def add_large_val(out_dir: str,
+                  fashion_mnist_root: str = FASHION_MNIST_ROOT,
+                  num_images: int = 400,
+                  seed: int = 0,
+                  categories_per_image: float = 2.0,
+                  **render_options) -> Dict[str, object]:
+    """Add a larger validation set to a toy LVIS built by
+    :func:`build_toy_lvis`: ``annotations/lvis_v1_val-large.json``.
+
+    Generated like the default validation set (every category in the same
+    number of images, Fashion-MNIST test-split objects, the same rendering
+    and federated fields), from its own generator,
+    ``default_rng([seed, LARGE_VAL_STREAM])``, so the training set and the
+    default validation set are untouched and the same ``seed`` gives the
+    same images. Images are ``val2017/000002000001.jpg`` onwards; the
+    categories (with their training counts) are copied from the training
+    json.
+
+    Args:
+        out_dir (str): The toy LVIS directory (with its training json).
+        num_images (int): Validation images, at least 10. Defaults to 400.
+        seed (int): Seed of the generator. Defaults to 0.
+        categories_per_image (float): As :func:`build_toy_lvis`.
+        **render_options: ``max_instances``, ``image_size``,
+            ``neg_fraction``, ``not_exhaustive_prob`` of
+            :func:`build_toy_lvis` (its defaults when left out).
+
+    Returns:
+        dict: ``images``, ``annotations`` and ``path`` of the new json.
+    """
+    train_json = osp.join(out_dir, 'annotations', 'lvis_v1_train.json')
+    if not osp.isfile(train_json):
+        raise FileNotFoundError(
+            f'{train_json} is missing: build the toy LVIS first '
+            '(build_toy_lvis, or this script without --large-val-only)')
+    if not num_images >= 10:
+        raise ValueError(f'num_images={num_images}; expected >= 10')
+    with open(train_json) as f:
+        categories = json.load(f)['categories']
+    rng = np.random.default_rng([seed, LARGE_VAL_STREAM])
+    per_category = math.ceil(num_images * categories_per_image /
+                             len(categories))
+    assignment = assign_categories([min(per_category, num_images)] *
+                                   len(categories), num_images, rng)
+    glyphs, glyph_labels = load_fashion_mnist(fashion_mnist_root, 't10k')
+    options = dict(max_instances=2, image_size=128, neg_fraction=0.5,
+                   not_exhaustive_prob=0.1)
+    unknown = set(render_options) - set(options)
+    if unknown:
+        raise TypeError(f'add_large_val got unknown options {sorted(unknown)}')
+    options.update(render_options)
+    images, annotations = make_split(
+        'val', [labels for labels in assignment if labels], glyphs,
+        glyph_labels, out_dir, 2_000_001, rng, options['image_size'],
+        options['neg_fraction'], options['not_exhaustive_prob'],
+        options['max_instances'])
+    for index, annotation in enumerate(annotations):
+        annotation['id'] = index + 1
+    path = osp.join(out_dir, 'annotations', LARGE_VAL_FILE)
+    with open(path, 'w') as f:
+        json.dump(
+            dict(info=dict(description='toy LVIS v1 from Fashion-MNIST, '
+                           f'large validation set ({num_images} images)',
+                           version='1.0', year=2024),
+                 licenses=[dict(id=1, name='MIT (Fashion-MNIST)', url='')],
+                 images=images, annotations=annotations,
+                 categories=categories), f)
+    return dict(images=len(images), annotations=len(annotations), path=path)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Build a toy LVIS v1 dataset from Fashion-MNIST')
@@ -376,23 +451,49 @@ def parse_args(argv=None):
     parser.add_argument('--neg-fraction', type=float, default=0.5)
     parser.add_argument('--not-exhaustive-prob', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--large-val-images', type=int, default=0,
+        help='also write annotations/lvis_v1_val-large.json with this many '
+        'validation images (e.g. 400), from its own seeded generator')
+    parser.add_argument(
+        '--large-val-only', action='store_true',
+        help='only add the large validation set to an existing toy LVIS')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    summary = build_toy_lvis(
-        args.out_dir,
+    if args.large_val_only and not args.large_val_images:
+        raise SystemExit('--large-val-only needs --large-val-images N')
+    common = dict(
         fashion_mnist_root=args.fashion_mnist_root,
-        n_max=args.n_max,
-        imb_factor=args.imb_factor,
-        val_images_per_category=args.val_images_per_category,
         categories_per_image=args.categories_per_image,
         max_instances=args.max_instances,
         image_size=args.image_size,
         neg_fraction=args.neg_fraction,
         not_exhaustive_prob=args.not_exhaustive_prob,
         seed=args.seed)
+    summary = None
+    if not args.large_val_only:
+        summary = build_toy_lvis(
+            args.out_dir,
+            n_max=args.n_max,
+            imb_factor=args.imb_factor,
+            val_images_per_category=args.val_images_per_category,
+            **common)
+        _print_summary(summary)
+    if args.large_val_images:
+        large = add_large_val(
+            args.out_dir, num_images=args.large_val_images, **common)
+        print(f'val-large: {large["images"]} images, '
+              f'{large["annotations"]} annotations -> {large["path"]}')
+        summary = large if summary is None else dict(summary,
+                                                     val_large=large)
+    return summary
+
+
+def _print_summary(summary: Dict[str, object]) -> None:
+    """The splits' sizes and the categories' training counts."""
     for split in ('train', 'val'):
         info = summary[split]
         print(f'{split}: {info["images"]} images, {info["annotations"]} '
@@ -400,7 +501,6 @@ def main(argv=None):
     print('category  train images  train instances  frequency')
     for name, images, instances, frequency in summary['categories']:
         print(f'{name:<10}{images:>13}{instances:>17}  {frequency}')
-    return summary
 
 
 if __name__ == '__main__':

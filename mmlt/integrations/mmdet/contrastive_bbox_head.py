@@ -7,12 +7,18 @@ foreground RoIs of a two-stage detector.
 """
 from typing import Optional, Sequence, Tuple
 
+import torch.nn as nn
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from torch import Tensor
 
 from mmlt.models.heads import ContrastiveBranch
 from mmlt.models.heads.contrastive_branch import rename_legacy_branch_keys
 from mmlt.registry import MODELS
+from mmlt.utils.seeding import branch_random_stream
+from mmlt.utils.validation import check_choice
+
+#: What the projector reads (``contrast_input``).
+CONTRAST_INPUTS = ('shared', 'detached', 'separate')
 
 
 @MODELS.register_module()
@@ -49,6 +55,14 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
         proto_dims (Sequence[int], optional): MLP from the classifier rows to
             the class prototypes of losses that take ``prototypes`` (BCL).
             Defaults to ``(fc_out_channels,) + proj_dims``.
+        contrast_input (str): What the projector reads. ``'shared'``
+            (default): ``h``, so the contrastive gradient trains the shared
+            fcs that ``fc_reg`` and ``fc_cls`` read. ``'detached'``: ``h``
+            without its gradient (only the projector learns from the
+            branch). ``'separate'``: the branch's own fc (and ReLU) on the
+            flattened RoI features, so the gradient reaches the RoI features
+            but not the shared fcs. The last two are ablations of the
+            branch's effect on box AP (docs/detection.md).
         **kwargs: Arguments of :class:`Shared2FCBBoxHead` (``num_classes``,
             ``fc_out_channels``, ``loss_cls`` ...).
 
@@ -66,9 +80,21 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
                  contrast_loss: Optional[dict] = None,
                  contrast_weight: Optional[float] = None,
                  proto_dims: Optional[Sequence[int]] = None,
+                 contrast_input: str = 'shared',
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.contrast_input = check_choice('contrast_input', contrast_input,
+                                           CONTRAST_INPUTS)
         self.contrast_branch = None
+        self.contrast_fc = None
+        if contrast_input == 'separate' and contrast_loss is not None:
+            if self.num_shared_fcs == 0:
+                raise ValueError("contrast_input='separate' needs shared fcs "
+                                 '(its fc reads what the first one reads)')
+            # paired seeds, on a stream of its own (not the projector's)
+            with branch_random_stream(stream=1):
+                self.contrast_fc = nn.Linear(self.shared_fcs[0].in_features,
+                                             self.fc_out_channels)
         if contrast_loss is not None:
             # No BatchNorm: a rank may have one or no foreground RoI.
             self.contrast_branch = ContrastiveBranch(
@@ -111,6 +137,7 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
             if self.with_avg_pool:
                 x = self.avg_pool(x)
             x = x.flatten(1)
+            roi_feats = x
             for fc in self.shared_fcs:
                 x = self.relu(fc(x))
         shared_feats = x
@@ -119,6 +146,10 @@ class ContrastiveBBoxHead(Shared2FCBBoxHead):
         bbox_pred = self.fc_reg(self._branch(
             x, self.reg_convs, self.reg_fcs)) if self.with_reg else None
         if return_shared_feats:
+            if self.contrast_input == 'detached':
+                shared_feats = shared_feats.detach()
+            elif self.contrast_fc is not None:
+                shared_feats = self.relu(self.contrast_fc(roi_feats))
             return cls_score, bbox_pred, shared_feats
         return cls_score, bbox_pred
 

@@ -373,3 +373,53 @@ def test_iou_weighting_weights_loss_and_statistics_by_hand():
         build_roi_head(
             dict(roi_head_cfg(bbox_head_cfg(contrast_loss='mmlt.SupConLoss')),
                  contrast_iou_weight=True))
+
+
+@pytest.mark.parametrize('contrast_input', ['detached', 'separate'])
+def test_contrast_input_ablations_keep_the_shared_fcs_out(contrast_input):
+    """'detached' and 'separate': the contrastive gradient does not reach
+    the shared fcs; 'separate' trains its own fc on the RoI features, by
+    hand: relu(W x + b) of the flattened RoI features."""
+    head = proco_head(contrast_input=contrast_input)
+    results = sampling_results(head, PROPOSALS, GTS)
+    x = tuple(level.requires_grad_(True) for level in features())
+    seen = capture_contrast_inputs(head)
+    out = head.bbox_loss(x, results)
+    out['loss_bbox']['loss_contrast'].backward()
+    bbox_head = head.bbox_head
+    for fc in bbox_head.shared_fcs:
+        assert fc.weight.grad is None
+    reached_features = sum(level.grad.abs().sum() for level in x
+                           if level.grad is not None)
+    if contrast_input == 'detached':
+        assert bbox_head.contrast_fc is None and reached_features == 0
+        return
+    assert bbox_head.contrast_fc.weight.grad.abs().sum() > 0
+    assert reached_features > 0
+    pos_rois = bbox2roi([res.pos_priors for res in results])
+    roi_feats = head.bbox_roi_extractor(x[:4], pos_rois).flatten(1)
+    weight, bias = bbox_head.contrast_fc.weight, bbox_head.contrast_fc.bias
+    by_hand = torch.clamp(roi_feats @ weight.T + bias, min=0)
+    projected = F.normalize(
+        bbox_head.contrast_branch.projector(by_hand), dim=1)
+    torch.testing.assert_close(seen['features'][0], projected.detach())
+
+
+def test_separate_fc_is_paired_and_inference_unchanged():
+    """The separate fc is built on its own stream: the other weights equal
+    those of the default head built after the same seed, and so do its
+    predictions."""
+    shared, separate = proco_head(), proco_head(contrast_input='separate')
+    state = separate.state_dict()
+    for key, value in shared.state_dict().items():
+        assert torch.equal(value.nan_to_num(7.), state[key].nan_to_num(7.))
+    # not the projector's stream: the same uniform draws would make the two
+    # first rows proportional (kaiming_uniform scales them by fan-in)
+    ratio = separate.bbox_head.contrast_fc.weight[0, :32] / \
+        separate.bbox_head.contrast_branch.projector[0].weight[0, :32]
+    assert ratio.std() > 0.1 * ratio.abs().mean()
+    roi_feats = torch.randn(6, 8, 7, 7)
+    for a, b in zip(shared.bbox_head(roi_feats), separate.bbox_head(roi_feats)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match='contrast_input'):
+        proco_head(contrast_input='frozen')

@@ -130,3 +130,77 @@ def test_config_roi_head_builds(path):
         assert roi_head.bbox_head.with_contrast
         assert type(roi_head.bbox_head.contrast_branch.loss).__name__ == \
             contrast.split('.')[-1]
+
+
+ABLATION_DIR = osp.join(REPO, 'configs', 'lvis', 'toy', 'ablations')
+VAL400 = 'data/toy_lvis/annotations/lvis_v1_val-large.json'
+HEAD = 'model.roi_head.bbox_head.'
+# ablation -> the only settings in which it differs from LA + ProCo (val400)
+ABLATIONS = {
+    'proco-w0': {HEAD + 'contrast_loss.loss_weight': 0.0},
+    'proco-detached': {HEAD + 'contrast_input': 'detached'},
+    'proco-separate-fc': {HEAD + 'contrast_input': 'separate'},
+    'proco-w0.1-t0.2': {HEAD + 'contrast_loss.loss_weight': 0.1,
+                        HEAD + 'contrast_loss.temperature': 0.2},
+    'proco-iou0.5': {'model.roi_head.contrast_iou_thr': 0.5},
+    'proco-noclip': {'optim_wrapper.clip_grad': None},
+}
+MISSING = object()
+
+
+def flat(value, prefix=''):
+    """A config as ``{dotted key: leaf value}``."""
+    if not isinstance(value, dict):
+        return {prefix[:-1]: value}
+    leaves = {}
+    for key, item in value.items():
+        leaves.update(flat(item, f'{prefix}{key}.'))
+    return leaves
+
+
+def differences(path, base_path):
+    ours = flat(Config.fromfile(path).to_dict())
+    base = flat(Config.fromfile(base_path).to_dict())
+    return {
+        key: ours.get(key, MISSING)
+        for key in set(ours) | set(base)
+        if ours.get(key, MISSING) != base.get(key, MISSING)
+    }
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablation_changes_one_setting(name):
+    path = osp.join(ABLATION_DIR,
+                    f'mask-rcnn_r18-tiny_fpn_{name}_toy-lvis-val400.py')
+    base = osp.join(ABLATION_DIR,
+                    'mask-rcnn_r18-tiny_fpn_proco_toy-lvis-val400.py')
+    changed = differences(path, base)
+    if name == 'proco-noclip':  # the clip_grad dict became None
+        changed = {k: v for k, v in changed.items()
+                   if not k.startswith('optim_wrapper.clip_grad.')}
+    assert changed == ABLATIONS[name]
+    # and the RoI head builds
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(path)
+    head_cfg = cfg.model.roi_head.copy()
+    head_cfg.update(train_cfg=cfg.model.train_cfg.rcnn,
+                    test_cfg=cfg.model.test_cfg.rcnn)
+    bbox_head = MODELS.build(head_cfg).bbox_head
+    assert bbox_head.with_contrast
+    assert (bbox_head.contrast_fc is not None) == (name == 'proco-separate-fc')
+
+
+@pytest.mark.parametrize('method', ['la', 'proco'])
+def test_val400_configs_only_change_the_validation_set(method):
+    toy = osp.join(REPO, 'configs', 'lvis', 'toy')
+    changed = differences(
+        osp.join(ABLATION_DIR,
+                 f'mask-rcnn_r18-tiny_fpn_{method}_toy-lvis-val400.py'),
+        osp.join(toy, f'mask-rcnn_r18-tiny_fpn_{method}_toy-lvis.py'))
+    assert set(changed.values()) == {VAL400,
+                                     'annotations/lvis_v1_val-large.json'}
+    assert {key.split('.')[0] for key in changed} == {
+        'val_dataloader', 'test_dataloader', 'val_evaluator',
+        'test_evaluator'}

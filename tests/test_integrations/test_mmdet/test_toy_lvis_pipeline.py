@@ -93,11 +93,12 @@ def test_toy_lvis_has_lvis_v1_format(toy_root):
     assert builder.CATEGORY_NAMES[0] == train.load_cats([1])[0]['name']
 
 
-def write_config(tmp_path, toy_root, extra=''):
+def write_config(tmp_path, toy_root, extra='', base=TOY_CONFIG,
+                 name='toy_test_config.py'):
     data_root = toy_root.rstrip('/') + '/'
-    path = tmp_path / 'toy_test_config.py'
+    path = tmp_path / name
     path.write_text(f'''
-_base_ = {TOY_CONFIG!r}
+_base_ = {base!r}
 data_root = {data_root!r}
 train_dataloader = dict(
     batch_size=2,
@@ -197,6 +198,39 @@ def test_train_two_iterations_and_lvis_eval(tmp_path, toy_root):
     counted = state['roi_head.bbox_head.contrast_branch.loss.estimator.'
                     'current_counts'].sum().item()
     assert counted >= 2 * 2
+
+
+@pytest.mark.slow
+def test_branch_with_weight_zero_trains_the_la_detector(tmp_path, toy_root):
+    """Paired seeds end to end: LA + ProCo with loss weight 0 trains, bit
+    for bit, the LA detector (same initial weights, a zero gradient from the
+    branch), so the ablation's weight-0 row is LA's."""
+    la_config = osp.join(REPO, 'configs', 'lvis', 'toy',
+                         'mask-rcnn_r18-tiny_fpn_la_toy-lvis.py')
+    no_val = 'train_cfg = dict(val_interval=10)\nrandomness = dict(seed=0)\n'
+    configs = dict(
+        la=write_config(tmp_path, toy_root, no_val, la_config, 'la.py'),
+        zero=write_config(
+            tmp_path, toy_root, no_val + 'model = dict(roi_head=dict('
+            'bbox_head=dict(contrast_loss=dict(loss_weight=0.0))))',
+            name='zero.py'))
+    states = {}
+    for name, config in configs.items():
+        out = subprocess.run(
+            [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+             '--work-dir', str(tmp_path / name)],
+            capture_output=True, text=True, env=child_env(), timeout=600)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+        states[name] = torch.load(tmp_path / name / 'epoch_1.pth',
+                                  map_location='cpu')['state_dict']
+    la, zero = states['la'], states['zero']
+    initial = [key for key in la if 'bbox_head.shared_fcs' in key]
+    assert initial and all(key in zero for key in la)
+    differ = [key for key in la if not torch.equal(la[key], zero[key])]
+    assert differ == [], differ[:5]
+    # the branch itself did run (its estimator counted RoIs)
+    assert zero['roi_head.bbox_head.contrast_branch.loss.estimator.'
+                'current_counts'].sum() > 0
 
 
 def stream_counts_by_loop(config):
