@@ -16,7 +16,8 @@ from typing import Optional
 __all__ = [
     'NeedsClassCounts', 'HasStatisticsWindow', 'HasPseudoLabelStats',
     'NeedsOutDir', 'NeedsPrototypes', 'ExtractsClusteringFeatures',
-    'SeedsItems', 'SkipsFirstIndices', 'GathersAcrossRanks'
+    'SeedsItems', 'SkipsFirstIndices', 'GathersAcrossRanks',
+    'HasStandardAPMode'
 ]
 
 
@@ -87,6 +88,22 @@ class NeedsOutDir(ABC):
     @abstractmethod
     def set_out_dir(self, out_dir: str) -> None:
         """Write later files under ``out_dir``."""
+
+
+class HasStandardAPMode(ABC):
+    """Can switch to what the standard LVIS AP alone needs (MMDetection's
+    test detections, no AP-fixed budget), for a cheap periodic validation.
+
+    :class:`mmlt.StandardAPUntilLastHook` calls :meth:`set_standard_only`
+    with True before a validation that is not the run's last, and with False
+    after it.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def set_standard_only(self, standard_only: bool) -> None:
+        """Compute only what the standard AP needs (True) or everything."""
 
 
 class NeedsPrototypes(ABC):

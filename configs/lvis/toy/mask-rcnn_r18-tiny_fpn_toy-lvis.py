@@ -143,7 +143,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=12),
     visualization=dict(type='DetVisualizationHook'),
     metric_out_dir=dict(type='mmlt.MetricOutDirHook'),
-    gather_bound=dict(type='mmlt.GatherBoundHook'))
+    gather_bound=dict(type='mmlt.GatherBoundHook'),
+    # periodic validations (val_interval < 12): standard AP only
+    standard_ap_until_last=dict(type='mmlt.StandardAPUntilLastHook'))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 custom_hooks = [

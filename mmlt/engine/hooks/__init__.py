@@ -6,10 +6,11 @@ from .metric_out_dir_hook import MetricOutDirHook
 from .vmf_window_hook import VMFWindowHook
 from .prototype_clustering_hook import PrototypeClusteringHook
 from .semi_supervised_hook import SemiSupervisedHook
+from .standard_ap_until_last_hook import StandardAPUntilLastHook
 
 __all__ = [
     'CheckpointCheckHook', 'ClassCountsHook', 'ExactResumeHook',
     'GatherBoundHook',
     'MetricOutDirHook', 'VMFWindowHook', 'PrototypeClusteringHook',
-    'SemiSupervisedHook'
+    'SemiSupervisedHook', 'StandardAPUntilLastHook'
 ]

@@ -15,7 +15,7 @@ from mmengine.dist import (all_gather_object, broadcast_object_list,
                            is_main_process)
 from mmengine.logging import MMLogger
 
-from mmlt.engine.protocols import NeedsOutDir
+from mmlt.engine.protocols import HasStandardAPMode, NeedsOutDir
 from mmlt.evaluation.per_class_plot import plot_per_class_ap
 from mmlt.registry import METRICS
 from mmlt.utils.validation import check_choice, check_int, check_number
@@ -55,7 +55,7 @@ def _cell(column: str, value: float) -> str:
 
 
 @METRICS.register_module()
-class LVISFixedMetric(LVISMetric, NeedsOutDir):
+class LVISFixedMetric(LVISMetric, NeedsOutDir, HasStandardAPMode):
     """MMDetection's ``LVISMetric`` plus AP-fixed and AP-pool (Dave et al.,
     "Evaluating Large-Vocabulary Object Detectors: The Devil is in the
     Details", 2021), for boxes and masks.
@@ -168,6 +168,7 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
             m for m in self.metrics if m in ('bbox', 'segm')
         ] if {'fixed', 'pool'} & set(self.ap_types) and \
             not self.format_only else []
+        self._all_budget_types = list(self._budget_types)
         self._stores = self._new_stores()
         self.cat_ids = self._lvis_api.get_cat_ids()
         self.img_ids = self._lvis_api.get_img_ids()
@@ -192,6 +193,18 @@ class LVISFixedMetric(LVISMetric, NeedsOutDir):
                                         iou_type == 'segm')
             for iou_type in self._budget_types
         }
+
+    def set_standard_only(self, standard_only: bool) -> None:
+        """Compute only the standard AP (True; :class:`mmlt.
+        StandardAPUntilLastHook` does it for periodic validations) or every
+        type of ``ap_types`` (False)."""
+        if standard_only and 'standard' not in self.ap_types:
+            raise ValueError(
+                f"ap_types={self.ap_types} has no 'standard': a standard-only "
+                'validation needs it')
+        self._budget_types = [] if standard_only else list(
+            self._all_budget_types)
+        self._stores = self._new_stores()
 
     def set_out_dir(self, out_dir: str) -> None:
         """Where the per-class files go when ``out_dir`` is None (the

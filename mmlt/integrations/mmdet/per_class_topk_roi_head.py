@@ -19,13 +19,14 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmlt.engine.protocols import HasStandardAPMode
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_int, check_number
 from .per_class_topk import merge_best_scores, topk_per_class
 
 
 @MODELS.register_module()
-class PerClassTopKRoIHead(StandardRoIHead):
+class PerClassTopKRoIHead(StandardRoIHead, HasStandardAPMode):
     """:class:`StandardRoIHead` with the test-time options of AP-fixed.
 
     Options of ``test_cfg`` (the ``rcnn`` part of the detector's
@@ -65,10 +66,18 @@ class PerClassTopKRoIHead(StandardRoIHead):
 
     The per-class thresholds carry over between ``predict`` calls until the
     next ``train()``/``eval()``: for inference on unrelated images, leave
-    ``dets_per_class`` out.
+    ``dets_per_class`` out. :meth:`set_standard_only` (called by
+    :class:`mmlt.StandardAPUntilLastHook` for periodic validations) switches
+    to MMDetection's setting: ``standard_score_thr`` and
+    ``standard_max_per_img`` per image, no per-class thresholds.
     """
 
     _best_scores: Optional[Tensor] = None
+    _standard_only = False
+
+    def set_standard_only(self, standard_only: bool) -> None:
+        """Predict with MMDetection's test setting only (True)."""
+        self._standard_only = bool(standard_only)
 
     def train(self, mode: bool = True):
         """Switch mode and start a new pass of the per-class thresholds."""
@@ -86,6 +95,9 @@ class PerClassTopKRoIHead(StandardRoIHead):
                      rcnn_test_cfg: Optional[ConfigDict],
                      rescale: bool = False) -> list:
         cfg = rcnn_test_cfg or {}
+        if self._standard_only and cfg.get('dets_per_class') is not None:
+            return super().predict_bbox(x, batch_img_metas, rpn_results_list,
+                                        self._standard_setting(cfg), rescale)
         if cfg.get('dets_per_class') is not None:
             raw = super().predict_bbox(x, batch_img_metas, rpn_results_list,
                                        None, rescale)
@@ -113,6 +125,22 @@ class PerClassTopKRoIHead(StandardRoIHead):
             self._cap_image(results, cfg.get('max_per_img', -1))
             for results in results_list
         ]
+
+    @staticmethod
+    def _standard_setting(cfg: ConfigDict) -> ConfigDict:
+        """MMDetection's test config from the standard keys of ``cfg``."""
+        if cfg.get('standard_score_thr') is None:
+            raise ValueError(
+                'set_standard_only(True) needs test_cfg.rcnn.'
+                'standard_score_thr (and standard_max_per_img): the score '
+                'floor and cap of the standard AP, 1e-4 and 300 on LVIS')
+        standard = ConfigDict(cfg)
+        standard.update(
+            score_thr=cfg['standard_score_thr'],
+            max_per_img=cfg.get('standard_max_per_img', 300),
+            dets_per_class=None,
+            max_per_class=None)
+        return standard
 
     @staticmethod
     def _cap_image(results: InstanceData, max_per_img: int) -> InstanceData:

@@ -91,7 +91,8 @@ class DesignedDetector:
                     bbox_feats=None)
 
 
-def evaluate(toy_root, rcnn_test_cfg, shift, dets_per_class=K):
+def evaluate(toy_root, rcnn_test_cfg, shift, dets_per_class=K,
+             standard_only=False):
     """(metrics, detections per image) of the designed detector."""
     from mmengine.config import Config
     from mmengine.evaluator import Evaluator
@@ -118,6 +119,9 @@ def evaluate(toy_root, rcnn_test_cfg, shift, dets_per_class=K):
         ann_file=toy_root + 'annotations/lvis_v1_val.json',
         max_dets_per_img=5, standard_score_thr=1e-4,
         dets_per_class=dets_per_class, out_dir=False))
+    if standard_only:  # what StandardAPUntilLastHook does
+        model.roi_head.set_standard_only(True)
+        evaluator.metrics[0].set_standard_only(True)
     sizes = []
     with torch.no_grad():
         for data in loader:
@@ -169,6 +173,17 @@ def test_the_standard_path_is_mmdetections_setting(toy_root):
     assert standard(ours) == standard(mmdet)
 
 
+def test_standard_only_mode_is_mmdetections_setting(toy_root):
+    """The periodic-validation mode: MMDetection's detections, standard AP
+    only, equal to the full pass's standard AP."""
+    cheap, sizes = evaluate(toy_root, DAVE, shift=7., standard_only=True)
+    full, full_sizes = evaluate(toy_root, DAVE, shift=7.)
+    assert not fixed(cheap) and '_pool_' not in ''.join(cheap)
+    assert standard(cheap) == standard(full)
+    assert max(sizes) <= DAVE['standard_max_per_img']
+    assert sum(sizes) < sum(full_sizes)
+
+
 def test_running_thresholds_keep_the_best_k_of_the_pass():
     """The head's thresholds against a slow loop: over a stream of images,
     the detections it keeps contain every class's K best of the stream."""
@@ -209,4 +224,8 @@ def test_bad_options_name_the_key():
     cfg.dets_per_class = 0
     metas = [dict(img_shape=(64, 64), scale_factor=(1., 1.))] * 2
     with pytest.raises(ValueError, match='dets_per_class'):
+        head.predict_bbox(features(), metas, proposal_results(), cfg)
+    cfg.dets_per_class = 3
+    head.set_standard_only(True)
+    with pytest.raises(ValueError, match='standard_score_thr'):
         head.predict_bbox(features(), metas, proposal_results(), cfg)

@@ -108,6 +108,9 @@ def test_config_roi_head_builds(path):
         cfg.val_evaluator.max_dets_per_img
     assert rcnn_test_cfg.standard_score_thr == \
         cfg.val_evaluator.standard_score_thr == 1e-4
+    # a periodic validation computes the standard AP only
+    assert cfg.default_hooks.standard_ap_until_last.type == \
+        'mmlt.StandardAPUntilLastHook'
     assert cfg.val_evaluator.max_dets_per_img == (50 if '/toy/' in path else
                                                   300)
     if '/toy/' not in path:

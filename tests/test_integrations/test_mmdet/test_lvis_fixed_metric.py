@@ -361,6 +361,9 @@ def test_bad_options_are_refused(ann_file):
                         ap_types=('fixed', ))
     with pytest.raises(ValueError, match='ann_file'):
         LVISFixedMetric()
+    with pytest.raises(ValueError, match="no 'standard'"):
+        LVISFixedMetric(ann_file=ann_file,
+                        ap_types=('fixed', )).set_standard_only(True)
 
 
 def test_fixed_only_skips_the_standard_path(ann_file):
