@@ -527,3 +527,32 @@ def test_out_dir_comes_from_set_out_dir_not_from_the_logger(
     assert (tmp_path / 'given' / 'lvis_per_class_ap.csv').exists()
     # the standard path leaves the metric's own options as they were
     assert metric.metrics == ['bbox', 'segm'] and metric.classwise is False
+
+
+def test_short_lists_are_named_and_counted(ann_file, tmp_path, monkeypatch):
+    """A warning names the classes with fewer than dets_per_class
+    detections (with their counts), and the CSV has the counts."""
+    from mmlt.integrations.mmdet import lvis_fixed_metric
+    warnings = []
+
+    class Logger:
+        def warning(self, message):
+            warnings.append(message)
+
+        def info(self, *args):
+            pass
+
+    monkeypatch.setattr(lvis_fixed_metric.MMLogger, 'get_current_instance',
+                        staticmethod(lambda: Logger()))
+    # A has 4 detections, B 4: a budget of 4 is full, 5 is not
+    evaluate(ann_file, DETECTIONS, tmp_path, metric='bbox', dets_per_class=4)
+    assert warnings == []
+    evaluate(ann_file, DETECTIONS, tmp_path, metric='bbox', dets_per_class=5)
+    (message, ) = warnings
+    assert '2 of 2 classes have fewer than dets_per_class=5' in message
+    assert 'thing_a (4)' in message and 'thing_b (4)' in message
+    with open(tmp_path / 'lvis_per_class_ap.csv') as f:
+        rows = list(csv.DictReader(f))
+    by_loop = [sum(1 for d in DETECTIONS if d[1] == label)
+               for label in (A, B)]
+    assert [int(r['bbox_fixed_dets']) for r in rows] == by_loop
