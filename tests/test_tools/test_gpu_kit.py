@@ -76,6 +76,7 @@ def fake_target(root):
 
 
 @pytest.mark.slow
+@pytest.mark.kit
 @pytest.mark.skipif(not osp.isfile(osp.join(
     FASHION_MNIST, 'train-images-idx3-ubyte.gz')), reason='no Fashion-MNIST')
 def test_kit_packs_installs_offline_and_runs_on_cpu(tmp_path):
