@@ -69,12 +69,18 @@ def _pad_rows(tensor: torch.Tensor, max_rows: int) -> torch.Tensor:
     return torch.cat([tensor, padding], dim=0)
 
 
+def _fixed_all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    buffers = [torch.empty_like(tensor)
+               for _ in range(torch_dist.get_world_size())]
+    torch_dist.all_gather(buffers, tensor)
+    return torch.cat(buffers, dim=0)
+
+
 def _padded_all_gather(tensor: torch.Tensor, sizes: List[int]) -> torch.Tensor:
     """All-gather ``tensor`` of per-rank lengths ``sizes`` (no autograd)."""
-    tensor = _pad_rows(tensor, max(sizes))
-    buffers = [torch.empty_like(tensor) for _ in sizes]
-    torch_dist.all_gather(buffers, tensor)
-    return torch.cat([buffer[:size] for buffer, size in zip(buffers, sizes)],
+    max_size = max(sizes)
+    blocks = _fixed_all_gather(_pad_rows(tensor, max_size)).split(max_size)
+    return torch.cat([block[:size] for block, size in zip(blocks, sizes)],
                      dim=0)
 
 
@@ -195,13 +201,6 @@ def _check_bound(tensor: torch.Tensor, max_rows: int) -> None:
             f'to max_rows={max_rows}: the bound set before training (the '
             'loader\'s batch size) is smaller than a batch; check that the '
             'head\'s max batch size matches train_dataloader.batch_size')
-
-
-def _fixed_all_gather(tensor: torch.Tensor) -> torch.Tensor:
-    buffers = [torch.empty_like(tensor)
-               for _ in range(torch_dist.get_world_size())]
-    torch_dist.all_gather(buffers, tensor)
-    return torch.cat(buffers, dim=0)
 
 
 def gathered_row_mask(num_rows: int, max_rows: int,
