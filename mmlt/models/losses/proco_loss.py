@@ -48,8 +48,11 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
     reaches the features only; ``mu`` and ``kappa`` are statistics.
 
     GPU behaviour: the ``B x C x p`` product runs in float32 (also under
-    bf16/fp16 autocast, whose precision the Bessel terms cannot use); only
-    ``O(B x C)`` element-wise terms and ``O(C x p)`` statistics are float64.
+    bf16/fp16 autocast, whose precision the Bessel terms cannot use), and so
+    do the ``O(B x C)`` element-wise terms for ``p >= 52`` (a difference form
+    accurate to about 1e-5 nats, see
+    :func:`~mmlt.models.vmf.vmf.expected_contrast_logits`); ``O(C)`` and
+    ``O(C x p)`` statistics are float64.
     Nothing in the step reads a tensor value on the host. A batch with a NaN
     or Inf feature is kept out of the estimator and gives a non-finite loss,
     which the optimizer wrapper skips.
@@ -94,6 +97,10 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
             not used.
         prior_pseudo_count (float): ``a`` of ``prior='estimator'``, so a
             class absent from the window has a finite prior. Defaults to 1.
+        compile_logits (bool): Fuse the float32 element-wise part of the
+            logits with ``torch.compile`` (compiled on the first step; one
+            warning and the eager path where compiling fails). Same values as
+            eager to float32 rounding. Defaults to False.
 
     Shape:
         - features: ``(V, B, p)`` view-major unit vectors (V views), or
@@ -121,7 +128,8 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
                  update_estimator: bool = True,
                  score_before_update: bool = False,
                  prior: str = 'class_counts',
-                 prior_pseudo_count: float = 1.0) -> None:
+                 prior_pseudo_count: float = 1.0,
+                 compile_logits: bool = False) -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
         self.num_classes = check_int('num_classes', num_classes)
@@ -135,6 +143,7 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
                                   ('class_counts', 'estimator'))
         self.prior_pseudo_count = check_number(
             'prior_pseudo_count', prior_pseudo_count, strictly_above=0)
+        self.compile_logits = bool(compile_logits)
 
         if estimator is None:
             estimator = dict(type='mmlt.VMFEstimator')
@@ -247,7 +256,7 @@ class ProCoLoss(nn.Module, NeedsClassCounts, PaddedGathers):
                 compute_dtype, slot=view)
             logits = expected_contrast_logits(
                 view_features.to(compute_dtype), mean_direction, kappa,
-                self.temperature)
+                self.temperature, compiled=self.compile_logits)
             # the prior of the statistics the view is scored against
             logits = logits + self.current_log_prior().to(logits.dtype)
             if update and self.score_before_update:

@@ -41,6 +41,8 @@ _DEBYE_MIN_ORDER = 25
 _DEBYE_MAX_TERMS = 15
 # Target truncation error of the Debye series (relative to 1).
 _DEBYE_TOLERANCE = 1e-17
+# The same for the float32 difference of g (its rounding is ~1e-7 absolute).
+_DEBYE_FLOAT32_TOLERANCE = 1e-8
 # Below this argument small orders use the power series of I_v.
 _SERIES_MAX_ARG = 2.0
 # Terms of that power series: 1 / (j!)^2 < 1e-22 for j = 14.
@@ -118,10 +120,11 @@ _TERM_BOUNDS = [
 ]
 
 
-def _num_debye_terms(order: float) -> int:
+def _num_debye_terms(order: float,
+                     tolerance: float = _DEBYE_TOLERANCE) -> int:
     """Smallest K with sup|u_K|, sup|y_K| < tolerance * order^K."""
     for k in range(1, _DEBYE_MAX_TERMS):
-        if _TERM_BOUNDS[k] <= _DEBYE_TOLERANCE * order**k:
+        if _TERM_BOUNDS[k] <= tolerance * order**k:
             return k
     return _DEBYE_MAX_TERMS
 
@@ -151,11 +154,14 @@ def _horner(coeffs: List[float], t: Tensor) -> Tensor:
     return out
 
 
-def _debye_sums(order: float, t: Tensor,
-                with_ratio: bool) -> Tuple[Tensor, Optional[Tensor]]:
-    """U(t) - 1 and Y(t) at one order."""
-    u_coeffs, y_coeffs = _combined_debye_coefficients(order,
-                                                      _num_debye_terms(order))
+def _debye_sums(
+        order: float,
+        t: Tensor,
+        with_ratio: bool,
+        tolerance: float = _DEBYE_TOLERANCE) -> Tuple[Tensor, Optional[Tensor]]:
+    """U(t) - 1 and Y(t) at one order, truncated below ``tolerance``."""
+    u_coeffs, y_coeffs = _combined_debye_coefficients(
+        order, _num_debye_terms(order, tolerance))
     u_minus_one = _horner(u_coeffs, t)
     y_sum = _horner(y_coeffs, t) if with_ratio else None
     return u_minus_one, y_sum
@@ -258,6 +264,88 @@ def _log_scaled_bessel_and_ratio(
     if ratio_over_x is not None:
         ratio_over_x.masked_fill_(invalid, math.nan)
     return log_scaled, (ratio_over_x if with_ratio else None)
+
+
+# ---------------------------------------------------------------------------
+# Float32 differences g_v(x1) - g_v(x0) for large orders (the ProCo logits).
+# ---------------------------------------------------------------------------
+def _difference_core(delta: Tensor, rows: Tuple[Tensor, ...], order: float,
+                     u_coeffs: List[float], y_coeffs: Optional[List[float]]
+                     ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Element-wise part of :func:`log_scaled_bessel_difference`.
+
+    Only tensor arithmetic on ``delta``'s dtype and the broadcast per-class
+    ``rows = (s0^2, s0, 1 / (1 + s0), 1 / s0, log U(1 / s0))``, so that
+    ``torch.compile`` can fuse it into one kernel. In place where possible:
+    on a CPU, allocating ``B x C`` buffers costs more than the arithmetic.
+    """
+    s0_squared, s0, inv_one_plus_s0, inv_s0, log_u0 = rows
+    w = torch.mul(delta, 1 / (order * order))  # s1^2 - s0^2
+    # Rounding may take s1^2 just below 1 where x1 ~ 0.
+    s1 = torch.add(w, s0_squared).clamp_(min=1).sqrt_()
+    d = torch.add(s1, s0).reciprocal_().mul_(w)  # s1 - s0, no cancellation
+    out = torch.mul(d, inv_one_plus_s0).log1p_()  # log((1 + s1) / (1 + s0))
+    out = torch.sub(d, out).mul_(order)
+    out.sub_(torch.mul(d, inv_s0).log1p_(), alpha=0.5)  # log(s1 / s0) / 2
+    t1 = s1.reciprocal_()
+    u1_minus_one = _horner(u_coeffs, t1)
+    out.add_(torch.log1p(u1_minus_one)).sub_(log_u0)
+    if y_coeffs is None:
+        return out, None
+    y_over_u = _horner(y_coeffs, t1).div_(u1_minus_one.add_(1))
+    ratio_over_x = torch.add(t1, 1).reciprocal_().sub_(y_over_u).mul_(t1)
+    return out, ratio_over_x.mul_(1 / order)
+
+
+def log_scaled_bessel_difference(
+        order: float,
+        x0: Tensor,
+        delta: Tensor,
+        with_ratio: bool = True,
+        core=_difference_core) -> Tuple[Tensor, Optional[Tensor]]:
+    """``g_v(x1) - g_v(x0)`` and ``q_v(x1)`` in ``delta``'s dtype, float32.
+
+    ``x1 = sqrt(x0^2 + delta)``, ``g_v(x) = log I_v(x) - v log x`` and
+    ``q_v(x) = I_{v+1}(x) / (x I_v(x))`` as in
+    :func:`_log_scaled_bessel_and_ratio`, for orders ``v >= 25`` (Debye's
+    expansion, no recurrence). With ``s = sqrt(1 + (x / v)^2)``,
+
+        g_v(x1) - g_v(x0) = v (d - log(1 + d / (1 + s0))) - log(1 + d / s0) / 2
+                            + log U(1 / s1) - log U(1 / s0),
+
+    ``d = s1 - s0 = (delta / v^2) / (s1 + s0)``. ``d`` is formed from
+    ``delta`` without cancellation and every term is bounded by
+    ``|x1 - x0|`` (``g_v' = A_v`` lies in [0, 1)), so float32 rounding gives
+    an absolute error of a few ulps of ``|x1 - x0|``, whatever the size of
+    ``x0`` and ``x1`` (their float32 ``g_v`` would be off by ``1e-7 x0``).
+    The series is truncated below ``_DEBYE_FLOAT32_TOLERANCE``. The per-class
+    terms are float64.
+
+    Args:
+        order (float): v >= 25.
+        x0 (Tensor): float64 ``(C,)``, >= 0.
+        delta (Tensor): ``x1^2 - x0^2`` ``(..., C)``, floating; entries with
+            ``x0^2 + delta < 0`` (rounding) are taken as ``x1 = 0``.
+        with_ratio (bool): Also return ``q_v(x1)``. Defaults to True.
+        core (callable): The element-wise part (``_difference_core`` or its
+            compiled version). Defaults to ``_difference_core``.
+
+    Returns:
+        tuple[Tensor, Tensor | None]: The difference and ``q_v(x1)``, shaped
+        and typed like ``delta``.
+    """
+    if order < _DEBYE_MIN_ORDER:
+        raise ValueError(f'order must be >= {_DEBYE_MIN_ORDER}, got {order}')
+    num_terms = _num_debye_terms(order, _DEBYE_FLOAT32_TOLERANCE)
+    u_coeffs, y_coeffs = _combined_debye_coefficients(order, num_terms)
+    s0_squared = torch.mul(x0, x0).div_(order * order).add_(1)
+    s0 = s0_squared.sqrt()
+    u0_minus_one = _horner(u_coeffs, s0.reciprocal())
+    rows = tuple(
+        row.to(delta.dtype) for row in (s0_squared, s0, 1 / (1 + s0),
+                                        s0.reciprocal(), u0_minus_one.log1p()))
+    return core(delta, rows, order, u_coeffs,
+                y_coeffs if with_ratio else None)
 
 
 # ---------------------------------------------------------------------------
