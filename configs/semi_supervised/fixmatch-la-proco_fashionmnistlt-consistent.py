@@ -10,4 +10,7 @@ _base_ = './fixmatch-la_fashionmnistlt-consistent.py'
 model = dict(
     head=dict(
         contrast_loss=dict(
-            type='mmlt.ProCoLoss', temperature=0.1, loss_weight=1.0)))
+            type='mmlt.ProCoLoss', temperature=0.1, loss_weight=1.0,
+            # the prior of the samples ProCo sees: the estimator's weighted
+            # counts (labeled + kept pseudo-labels), not the labeled split's
+            prior='estimator')))

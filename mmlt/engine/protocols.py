@@ -59,8 +59,9 @@ class HasPseudoLabelStats(ABC):
 
     :class:`mmlt.SemiSupervisedHook` requires one such module in the model,
     calls :meth:`reset_pseudo_label_counts` at the start of every training
-    epoch (not of an epoch resumed in its middle) and logs
-    :meth:`pseudo_label_stats` at its end.
+    epoch (not of an epoch resumed in its middle), logs
+    :meth:`pseudo_label_stats` and :meth:`unlabeled_prior_stats` at its end
+    and then calls :meth:`end_of_epoch`.
     """
 
     __slots__ = ()
@@ -73,6 +74,17 @@ class HasPseudoLabelStats(ABC):
     def pseudo_label_stats(self) -> dict:
         """Statistics of the epoch so far: ``pl_mask_rate``, ``pl_acc`` and
         their ``_many``/``_medium``/``_few`` variants, in percent."""
+
+    def unlabeled_prior_stats(self) -> dict:
+        """Host numbers on the unlabeled class distribution for the epoch
+        log (``pi_u_*`` distances, ``distributions`` for the plot); none by
+        default."""
+        return {}
+
+    def end_of_epoch(self) -> None:
+        """Called on every rank after the epoch's statistics are logged
+        (e.g. to set an adjustment for the next epoch); nothing by default.
+        """
 
 
 class NeedsOutDir(ABC):

@@ -31,7 +31,9 @@ def load(name):
 
 def parse(name):
     match = re.match(
-        r'(la|fixmatch|fixmatch-la|fixmatch-la-proco)_(?:wrn28-2_)?'
+        r'(la|fixmatch|fixmatch-la|fixmatch-la-proco|fixmatch-la-debias|'
+        r'fixmatch-la-debias-proco|fixmatch-la-acr|fixmatch-la-acr-proco)_'
+        r'(?:wrn28-2_)?'
         r'(fashionmnistlt|cifar10lt|cifar100lt)-(consistent|uniform|'
         r'reversed|n1500|n150)\.py', name)
     assert match, name
@@ -49,6 +51,11 @@ def test_there_are_configs_for_every_method_and_protocol():
             assert (method, 'cifar10lt', profile) in parsed
     assert ('la', 'cifar10lt', 'n1500') in parsed
     assert ('la', 'cifar100lt', 'n150') in parsed
+    # the distribution-aware methods on every Fashion-MNIST-LT split
+    for method in ('fixmatch-la-debias', 'fixmatch-la-debias-proco',
+                   'fixmatch-la-acr', 'fixmatch-la-acr-proco'):
+        for profile in ('consistent', 'uniform', 'reversed'):
+            assert (method, 'fashionmnistlt', profile) in parsed
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -87,6 +94,12 @@ def test_protocol_settings(name):
     if proco is not None:
         assert proco.type == 'mmlt.ProCoLoss'
         assert proco.temperature == 0.1
+        # the prior of ProCo's own samples (labeled + kept pseudo-labels)
+        assert proco.prior == 'estimator'
+    expected_mode = {'debias': 'estimated', 'acr': 'adaptive'}.get(
+        method.split('-')[2] if method.count('-') >= 2 else '', 'none')
+    assert head.get('unlabeled_prior', {}).get('mode', 'none') == \
+        expected_mode
     hooks = [h.type for h in cfg.custom_hooks]
     assert 'mmlt.SemiSupervisedHook' in hooks
     assert 'mmlt.ClassCountsHook' in hooks

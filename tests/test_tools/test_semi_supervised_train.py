@@ -37,7 +37,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(train_dataset=lt)
 test_evaluator = val_evaluator
-model = dict(head=dict(threshold=0.25))
+model = dict(head=dict(threshold=0.25, unlabeled_prior=dict(mode='adaptive')))
 train_cfg = dict(max_epochs=2, val_interval=2)
 default_hooks = dict(
     logger=dict(interval=1),
@@ -80,6 +80,15 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path):
     # one summary per epoch, numbered like MMEngine's Epoch(train) [e]
     assert re.findall(r'Pseudo-labels of epoch (\d+): kept', log) == ['1', '2']
     assert 'pl_acc_few' in log
+    # the estimate of the unlabeled distribution, against the true one, and
+    # ACR's tau (set at each epoch's end), logged and plotted per epoch
+    taus = re.findall(r'Unlabeled class distribution, estimate vs true: '
+                      r'total variation [\d.]+ .* ACR tau ([\d.]+)', log)
+    assert len(taus) == 2
+    assert expected['head.unlabeled_prior.adaptive_tau'] != 1.0
+    for epoch in (1, 2):
+        assert osp.getsize(tmp_path / 'full' / 'pseudo_labels' /
+                           f'epoch_{epoch}.png') > 1000
 
     # Killed at iteration 16 (inside epoch 2); the last checkpoint is
     # iteration 14, 4 batches into epoch 2.
@@ -97,6 +106,9 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path):
     assert resumed.iter == 20
     with open(resumed.logger.log_file) as f:
         assert 'skipping its first 4 iterations' in f.read()
+    # the plot's history came back with the checkpoint
+    history = resumed.message_hub.get_info('mmlt_pseudo_label_history')
+    assert [row['epoch'] for row in history] == [1, 2]
     got = model_state(resumed)
     assert set(got) == set(expected)
     for key, value in expected.items():

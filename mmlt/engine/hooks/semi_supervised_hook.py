@@ -1,8 +1,15 @@
 """Checks and pseudo-label statistics of semi-supervised training."""
+import os.path as osp
+
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mmlt.engine.protocols import HasPseudoLabelStats
+from mmlt.evaluation.pseudo_label_plot import plot_pseudo_labels
 from mmlt.registry import HOOKS
+
+#: message hub key of the per-epoch history (saved in checkpoints)
+HISTORY_KEY = 'mmlt_pseudo_label_history'
 
 
 @HOOKS.register_module()
@@ -21,7 +28,13 @@ class SemiSupervisedHook(Hook):
     one log line gives the epoch's mask rate and the accuracy of the kept
     pseudo-labels, overall and per many/medium/few group (from the unlabeled
     samples' kept-aside labels), which also go to the visualizer as
-    ``pseudo_label/*`` scalars.
+    ``pseudo_label/*`` scalars; a second line gives how far the head's
+    running estimates of the unlabeled class distribution are from the true
+    one of the epoch (total variation and KL divergence, and ACR's tau where
+    used), and ``{work_dir}/pseudo_labels/epoch_{k}.png`` plots the mask
+    rate and accuracy per epoch so far and the estimated against the true
+    distribution (the history is in the checkpoint's message hub, so a
+    resumed run's plot goes on). Then each head's ``end_of_epoch`` runs.
     """
 
     priority = 'NORMAL'
@@ -71,16 +84,48 @@ class SemiSupervisedHook(Hook):
             head.reset_pseudo_label_counts()
 
     def after_train_epoch(self, runner) -> None:
-        for head in self._heads(runner):
+        for index, head in enumerate(self._heads(runner)):
             stats = {k: float(v) for k, v in head.pseudo_label_stats().items()}
-            groups = ('many', 'medium', 'few')
-            runner.logger.info(
-                f'Pseudo-labels of epoch {runner.epoch + 1}: kept '
-                f'{stats["pl_mask_rate"]:.1f}% (' + ' / '.join(
-                    f'{g} {stats["pl_mask_rate_" + g]:.1f}'
-                    for g in groups) + '), accuracy of the kept '
-                f'{stats["pl_acc"]:.1f}% (' + ' / '.join(
-                    f'{g} {stats["pl_acc_" + g]:.1f}' for g in groups) + ')')
+            prior_stats = head.unlabeled_prior_stats()
+            distributions = prior_stats.pop('distributions', None)
+            self._log(runner, stats, prior_stats)
             runner.visualizer.add_scalars(
                 {f'pseudo_label/{k}': v
-                 for k, v in stats.items()}, step=runner.epoch)
+                 for k, v in {**stats, **prior_stats}.items()},
+                step=runner.epoch)
+            if index == 0 and distributions is not None:
+                self._plot(runner, stats, distributions)
+            head.end_of_epoch()
+
+    @staticmethod
+    def _log(runner, stats: dict, prior_stats: dict) -> None:
+        groups = ('many', 'medium', 'few')
+        runner.logger.info(
+            f'Pseudo-labels of epoch {runner.epoch + 1}: kept '
+            f'{stats["pl_mask_rate"]:.1f}% (' + ' / '.join(
+                f'{g} {stats["pl_mask_rate_" + g]:.1f}'
+                for g in groups) + '), accuracy of the kept '
+            f'{stats["pl_acc"]:.1f}% (' + ' / '.join(
+                f'{g} {stats["pl_acc_" + g]:.1f}' for g in groups) + ')')
+        if 'pi_u_tv_mean_prediction' in prior_stats:
+            line = ('Unlabeled class distribution, estimate vs true: total '
+                    'variation {pi_u_tv_mean_prediction:.3f} (mean '
+                    'prediction) / {pi_u_tv_histogram:.3f} (kept '
+                    'pseudo-labels), KL {pi_u_kl_mean_prediction:.3f} / '
+                    '{pi_u_kl_histogram:.3f}').format(**prior_stats)
+            if 'pi_u_adaptive_tau' in prior_stats:
+                line += f', ACR tau {prior_stats["pi_u_adaptive_tau"]:.3f}'
+            runner.logger.info(line)
+
+    @staticmethod
+    def _plot(runner, stats: dict, distributions: dict) -> None:
+        """Add the epoch to the history and draw it (main process)."""
+        history = list(runner.message_hub.get_info(HISTORY_KEY, []))
+        history.append(dict(stats, epoch=runner.epoch + 1,
+                            distributions=distributions))
+        runner.message_hub.update_info(HISTORY_KEY, history)
+        if is_main_process():
+            plot_pseudo_labels(
+                history,
+                osp.join(runner.work_dir, 'pseudo_labels',
+                         f'epoch_{runner.epoch + 1}.png'))

@@ -1,13 +1,14 @@
 """FixMatch on long-tailed data, with ProCo fed by confident pseudo-labels."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
 from mmlt.engine.protocols import HasPseudoLabelStats
-from mmlt.models.losses import ProCoLoss
+from mmlt.models.losses import LogitAdjustLoss, ProCoLoss
 from mmlt.models.utils.dist_utils import is_distributed
+from mmlt.models.utils.unlabeled_prior import UnlabeledPrior
 from mmlt.registry import MODELS
 from mmlt.utils.class_groups import GROUP_NAMES, split_classes_by_count
 from mmlt.utils.validation import check_number
@@ -27,9 +28,9 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     ``N = L + U``)::
 
         loss_cls        = loss(fc(weak_l), y)                 # LA or CE
-        q               = softmax(fc(weak_u) - tau_pl * log prior)   # no grad
+        q               = softmax(fc(weak_u) + a)             # no grad
         y_hat, m        = argmax q, [max q >= threshold]
-        loss_unlabeled  = lambda_u * sum_u m_u * CE(fc(strong_u), y_hat_u) / U
+        loss_unlabeled  = lambda_u * sum_u m_u * CE(fc(strong_u) + a, y_hat_u) / U
         loss_contrast   = ProCo(both views of all N samples,
                                 labels (y, y_hat), weights (1, m))
 
@@ -39,12 +40,24 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     updates it with labeled data only), and its loss covers both. All of it
     stays on the device (no host read of the mask).
 
+    ``a`` is the logit adjustment for the unlabeled data's class distribution
+    ``pi_u`` (:class:`~mmlt.models.utils.unlabeled_prior.UnlabeledPrior`,
+    ``docs/semi_supervised.md``): ``-tau_pl log pi_l`` by default
+    (``pseudo_label_tau``, 0 unless set; ``CE`` sees no ``a`` then), the
+    running estimate's ``log pi_u`` (``unlabeled_prior=dict(mode=
+    'estimated')``, DebiasPL-style) or ACR's adaptive tau (``mode=
+    'adaptive'``), both corrected for the labeled loss's own adjustment.
+    Both running estimates of ``pi_u`` are kept in every mode (an EMA of the
+    mean of ``q`` and of the kept pseudo-labels' histogram, summed over
+    processes) and logged each epoch by :class:`mmlt.SemiSupervisedHook`
+    against the true unlabeled distribution.
+
     The log shows, from the unlabeled samples' kept-aside ``true_label``
     (never used in a loss), the share of pseudo-labels kept
     (``pl_mask_rate``) and the accuracy of the kept ones (``pl_acc``), over
     all classes and per many/medium/few group of the labeled counts (by true
     class), accumulated since the epoch began (:class:`mmlt.SemiSupervisedHook`
-    resets them and logs an epoch summary). They are this rank's samples.
+    resets them and logs an epoch summary), summed over all processes.
 
     Args:
         threshold (float): Confidence a pseudo-label needs, in (0, 1].
@@ -56,6 +69,14 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
             ``logits - tau * log prior`` on the weak view (logit adjustment
             applied post hoc; Menon et al., ICLR 2021). Defaults to 0 (the
             classifier's own prediction).
+        unlabeled_prior (dict, optional): Arguments of
+            :class:`~mmlt.models.utils.unlabeled_prior.UnlabeledPrior`
+            (``mode``, ``source``, ``momentum``, ``tau_max``). Defaults to
+            None: ``mode='none'``, the estimates are only logged.
+        adjust_unlabeled_loss (bool): With ``mode`` ``'estimated'`` or
+            ``'adaptive'``, add ``a`` to the strong views' logits in the
+            unlabeled loss too (logit-adjusted loss for the unlabeled
+            stream, so the classifier stays balanced). Defaults to True.
         contrast_pseudo_labels (bool): Give the confident pseudo-labeled
             samples to the contrastive loss and its estimator; False keeps
             ProCo on labeled samples only. Defaults to True.
@@ -76,6 +97,8 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                      type='mmpretrain.CrossEntropyLoss', loss_weight=1.0),
                  unlabeled_weight: float = 1.0,
                  pseudo_label_tau: float = 0.0,
+                 unlabeled_prior: Optional[dict] = None,
+                 adjust_unlabeled_loss: bool = True,
                  contrast_pseudo_labels: bool = True,
                  many_threshold: int = 100,
                  few_threshold: int = 20,
@@ -99,6 +122,10 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         self.unlabeled_weight = check_number(
             'unlabeled_weight', unlabeled_weight, minimum=0)
         self.pseudo_label_tau = float(pseudo_label_tau)
+        self.unlabeled_prior = UnlabeledPrior(self.num_classes,
+                                              **(unlabeled_prior or {}))
+        self.adjust_unlabeled_loss = bool(adjust_unlabeled_loss)
+        self.labeled_tau = self._labeled_tau()
         self.contrast_pseudo_labels = bool(contrast_pseudo_labels)
         self.many_threshold = many_threshold
         self.few_threshold = few_threshold
@@ -111,6 +138,61 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         # Group (0 many, 1 medium, 2 few) of every class by labeled count.
         self.register_buffer(
             'class_group', torch.zeros(self.num_classes, dtype=torch.long))
+
+    def _labeled_tau(self) -> float:
+        """The strength of the labeled loss's logit adjustment (0 for plain
+        cross-entropy), which :class:`UnlabeledPrior` corrects for."""
+        if isinstance(self.loss_module, LogitAdjustLoss):
+            return self.loss_module.tau
+        if type(self.loss_module).__name__ == 'CrossEntropyLoss':
+            return 0.0
+        if self.unlabeled_prior.mode != 'none':
+            raise ValueError(
+                f'unlabeled_prior mode {self.unlabeled_prior.mode!r} needs to '
+                'know how the labeled loss biases the logits: use '
+                'mmpretrain.CrossEntropyLoss or mmlt.LogitAdjustLoss as loss, '
+                f'got {type(self.loss_module).__name__}')
+        return 0.0
+
+    def _unlabeled_adjustment(self) -> Optional[torch.Tensor]:
+        """``a`` (see the class), ``(C,)`` float64, or None."""
+        if self.unlabeled_prior.mode != 'none':
+            if not self.prior_is_set:
+                raise RuntimeError(
+                    f'unlabeled_prior mode {self.unlabeled_prior.mode!r} needs '
+                    'the class prior: add mmlt.ClassCountsHook to the config')
+            return self.unlabeled_prior.adjustment(self.log_prior,
+                                                   self.labeled_tau)
+        if self.pseudo_label_tau:
+            if not self.prior_is_set:
+                raise RuntimeError(
+                    f'pseudo_label_tau={self.pseudo_label_tau} needs the '
+                    'class prior: add mmlt.ClassCountsHook to the config')
+            return -self.pseudo_label_tau * self.log_prior
+        return None
+
+    def end_of_epoch(self) -> None:
+        """ACR's tau for the next epoch (``mode='adaptive'``); called by
+        :class:`mmlt.SemiSupervisedHook` on every rank."""
+        if self.unlabeled_prior.mode == 'adaptive':
+            self.unlabeled_prior.update_adaptive_tau(self.log_prior.exp())
+
+    @torch.no_grad()
+    def unlabeled_prior_stats(self) -> dict:
+        """Host numbers for the epoch log and plot: distances of both
+        estimates to the true unlabeled distribution of the epoch's stream
+        (from ``true_label``), ACR's tau, and the distributions."""
+        prior = self.unlabeled_prior
+        true_counts = self.pseudo_label_counts[0]
+        stats = prior.distances(true_counts) if float(
+            true_counts.sum()) > 0 else {}
+        if prior.mode == 'adaptive':
+            stats['pi_u_adaptive_tau'] = float(prior.adaptive_tau)
+        stats['distributions'] = dict(
+            true=(true_counts / true_counts.sum().clamp(min=1)).tolist(),
+            mean_prediction=prior.estimate('mean_prediction').tolist(),
+            histogram=prior.estimate('histogram').tolist())
+        return stats
 
     def set_class_counts(self, class_counts) -> None:
         """The prior (see :class:`ContrastiveClsHead`) and the class groups
@@ -164,16 +246,21 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                                             **kwargs)['loss']
         losses.update(self._topk_accuracy(cls_score, labels))
 
-        pseudo_labels, mask = self._pseudo_labels(weak, unl_idx)
+        adjustment = self._unlabeled_adjustment()
+        pseudo_labels, mask, probs = self._pseudo_labels(
+            weak, unl_idx, adjustment)
         strong_score = self.fc(strong.index_select(0, unl_idx))
+        if adjustment is not None and self.adjust_unlabeled_loss and \
+                self.unlabeled_prior.mode != 'none':
+            strong_score = strong_score + adjustment.to(strong_score.dtype)
         losses['loss_unlabeled'] = self.unlabeled_weight * self.unlabeled_loss(
             strong_score,
             pseudo_labels,
             weight=mask,
             avg_factor=max(len(unlabeled), 1))
 
-        self._count_pseudo_labels(
-            [data_samples[i] for i in unlabeled], pseudo_labels, mask)
+        self._count_pseudo_labels([data_samples[i] for i in unlabeled],
+                                  pseudo_labels, mask, probs)
         losses.update(self.pseudo_label_stats())
 
         if self.contrast_branch is not None:
@@ -202,21 +289,18 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         return labeled, unlabeled
 
     @torch.no_grad()
-    def _pseudo_labels(self, weak: torch.Tensor, unl_idx: torch.Tensor):
-        """FixMatch's pseudo-labels of the unlabeled weak views and their
-        mask (1.0 where the confidence reaches ``threshold``), no gradient.
-        """
+    def _pseudo_labels(self, weak: torch.Tensor, unl_idx: torch.Tensor,
+                       adjustment: Optional[torch.Tensor]):
+        """FixMatch's pseudo-labels of the unlabeled weak views, their mask
+        (1.0 where the confidence reaches ``threshold``) and the pseudo-label
+        distributions ``q`` ``(U, C)``, no gradient."""
         weak_logits = self.fc(weak.index_select(0, unl_idx)).float()
-        if self.pseudo_label_tau:
-            if not self.prior_is_set:
-                raise RuntimeError(
-                    f'pseudo_label_tau={self.pseudo_label_tau} needs the '
-                    'class prior: add mmlt.ClassCountsHook to the config')
-            weak_logits = weak_logits - self.pseudo_label_tau * \
-                self.log_prior.to(weak_logits)
-        confidence, pseudo_labels = weak_logits.softmax(dim=1).max(dim=1)
+        if adjustment is not None:
+            weak_logits = weak_logits + adjustment.to(weak_logits)
+        probs = weak_logits.softmax(dim=1)
+        confidence, pseudo_labels = probs.max(dim=1)
         mask = (confidence >= self.threshold).float()
-        return pseudo_labels, mask
+        return pseudo_labels, mask, probs
 
     def _contrast_loss(self, x: torch.Tensor, lab_idx: torch.Tensor,
                        labels: torch.Tensor, unl_idx: torch.Tensor,
@@ -242,16 +326,20 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
 
     @torch.no_grad()
     def _count_pseudo_labels(self, unlabeled_samples, pseudo_labels: torch.Tensor,
-                             mask: torch.Tensor) -> None:
-        """Add the batch to the per-class counts (if true labels exist).
+                             mask: torch.Tensor, probs: torch.Tensor) -> None:
+        """Add the batch to the per-class counts (if true labels exist) and
+        to the running estimates of ``pi_u``.
 
-        Under DDP the batch's counts are summed over the processes (one
-        ``(3, C)`` all-reduce, no host sync), so every rank holds the counts
-        of the whole stream: the logged rates and the checkpoint are those
-        of all GPUs, not of rank 0's share. Every rank calls this each step.
+        Under DDP the batch's sums are summed over the processes (one
+        ``(5, C)`` all-reduce, no host sync), so every rank holds the counts
+        and estimates of the whole stream: the logged rates and the
+        checkpoint are those of all GPUs, not of rank 0's share. Every rank
+        calls this each step.
         """
         counts = self.pseudo_label_counts
-        batch = torch.zeros_like(counts)
+        batch = counts.new_zeros(5, counts.size(1))
+        batch[3] = probs.sum(dim=0)
+        batch[4].index_add_(0, pseudo_labels, mask.to(counts.dtype))
         if unlabeled_samples and all('true_label' in ds
                                      for ds in unlabeled_samples):
             true = torch.as_tensor(
@@ -264,4 +352,5 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                 0, true, mask * (pseudo_labels == true).to(counts.dtype))
         if is_distributed():
             torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
-        counts.add_(batch)
+        counts.add_(batch[:3])
+        self.unlabeled_prior.update(batch[3], batch[4])

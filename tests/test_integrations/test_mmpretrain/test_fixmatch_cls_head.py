@@ -190,3 +190,135 @@ def test_bf16_autocast_step_is_finite_with_float32_proco_products():
     for key, value in losses.items():
         assert torch.isfinite(value).all(), key
     assert (torch.float32, torch.float32) in recorder.product_dtypes
+
+
+# ----------------------------------------------- distribution-aware modes
+LOG_PRIOR = torch.log(torch.tensor(COUNTS, dtype=torch.float64) / 260)
+
+
+def _expected_unlabeled(adjustment, threshold=0.9):
+    """Pseudo-labels, mask, q and the unlabeled loss from the class's
+    formulas, for an adjustment ``a`` added to the weak and strong logits."""
+    q = (WEAK[2:].double() + adjustment).softmax(1)
+    confidence, pseudo = q.max(1)
+    mask = (confidence >= threshold).double()
+    strong = STRONG[2:].double() + adjustment
+    ce = F.cross_entropy(strong, pseudo, reduction='none')
+    return pseudo, mask, q, (mask * ce).sum() / 4
+
+
+def test_estimated_mode_by_hand():
+    """DebiasPL-style: a = log pi_u_hat - log pi_l for a CE-trained head,
+    added to the pseudo-labels' and the unlabeled loss's logits; the
+    estimates then take the batch (momentum 0)."""
+    head = build(proco=False, unlabeled_prior=dict(
+        mode='estimated', momentum=0.0))
+    pi_hat = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    head.unlabeled_prior.mean_prediction.copy_(pi_hat)
+    losses = head.loss(feats(), samples())
+    pseudo, mask, q, loss = _expected_unlabeled(pi_hat.log() - LOG_PRIOR)
+    torch.testing.assert_close(losses['loss_unlabeled'].double(), loss,
+                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(head.unlabeled_prior.mean_prediction,
+                               q.sum(0) / 4)
+    kept = torch.zeros(3, dtype=torch.float64).index_add_(0, pseudo, mask)
+    torch.testing.assert_close(head.unlabeled_prior.histogram,
+                               kept / kept.sum())
+    # an LA-trained head (tau 1) is balanced already: a = log pi_u_hat
+    head = build(proco=False, unlabeled_prior=dict(mode='estimated'))
+    head.loss_module = MODELS.build(dict(type='mmlt.LogitAdjustLoss',
+                                         tau=1.0, class_counts=COUNTS))
+    head.labeled_tau = head._labeled_tau()
+    head.unlabeled_prior.mean_prediction.copy_(pi_hat)
+    torch.testing.assert_close(head._unlabeled_adjustment(), pi_hat.log())
+
+
+def test_adaptive_mode_tau_per_epoch():
+    head = build(proco=False, unlabeled_prior=dict(mode='adaptive',
+                                                   momentum=0.0))
+    # before any epoch end: tau 1, so a = (0 - 1) log pi_l for a CE head
+    losses = head.loss(feats(), samples())
+    _, _, _, loss = _expected_unlabeled(-LOG_PRIOR)
+    torch.testing.assert_close(losses['loss_unlabeled'].double(), loss,
+                               rtol=1e-5, atol=1e-6)
+    head.end_of_epoch()
+    estimate = head.unlabeled_prior.estimate()
+    anchors = [LOG_PRIOR.exp(), torch.full((3, ), 1 / 3).double(),
+               LOG_PRIOR.exp().flip(0)]
+    distances = torch.stack([((estimate - a) * (estimate.log() - a.log()))
+                             .sum() for a in anchors])
+    expected_tau = 2 * distances.softmax(0)[0]
+    torch.testing.assert_close(head.unlabeled_prior.adaptive_tau,
+                               expected_tau)
+    stats = head.unlabeled_prior_stats()
+    assert stats['pi_u_adaptive_tau'] == pytest.approx(float(expected_tau))
+    assert set(stats['distributions']) == {'true', 'mean_prediction',
+                                           'histogram'}
+    # the true distribution of the stream: TRUE = [0, 2, 1, 0]
+    assert stats['distributions']['true'] == [0.5, 0.25, 0.25]
+
+
+def test_unknown_labeled_loss_is_refused_for_distribution_modes():
+    with pytest.raises(ValueError, match='how the labeled loss biases'):
+        MODELS.build(
+            dict(type='mmlt.FixMatchClsHead', num_classes=C, in_channels=C,
+                 loss=dict(type='mmpretrain.FocalLoss'),
+                 unlabeled_prior=dict(mode='estimated')))
+
+
+def test_negative_pseudo_label_tau_adds_the_log_prior():
+    """tau -1: logits + log pi_l (a consistent unlabeled split for an LA
+    head); the unlabeled loss itself is not adjusted in this mode."""
+    head = build(proco=False, pseudo_label_tau=-1.0)
+    losses = head.loss(feats(), samples())
+    q = (WEAK[2:].double() + LOG_PRIOR).softmax(1)
+    confidence, pseudo = q.max(1)
+    mask = (confidence >= 0.9).double()
+    assert losses['pl_mask_rate'].item() == pytest.approx(
+        100 * mask.mean().item())
+    ce = F.cross_entropy(STRONG[2:].double(), pseudo, reduction='none')
+    torch.testing.assert_close(losses['loss_unlabeled'].double(),
+                               (mask * ce).sum() / 4, rtol=1e-5, atol=1e-6)
+
+
+def test_logit_adjusted_unlabeled_loss():
+    """LogitAdjustLoss as unlabeled_loss: CE(strong + log pi, y_hat) on the
+    kept pseudo-labels, averaged over all unlabeled samples."""
+    head = build(proco=False, unlabeled_loss=dict(
+        type='mmlt.LogitAdjustLoss', tau=1.0))
+    losses = head.loss(feats(), samples())
+    confidence, pseudo = WEAK[2:].softmax(1).max(1)
+    mask = (confidence >= 0.9).double()
+    ce = F.cross_entropy(STRONG[2:].double() + LOG_PRIOR, pseudo,
+                         reduction='none')
+    torch.testing.assert_close(losses['loss_unlabeled'].double(),
+                               (mask * ce).sum() / 4, rtol=1e-5, atol=1e-6)
+
+
+def test_estimator_sums_are_the_labeled_and_kept_features():
+    head = build(threshold=0.9)
+    head.train()
+    branch = head.contrast_branch
+    branch.projector.eval()  # rows do not mix: comparable projections
+    x = feats()[0]
+    head.loss((x, ), samples())
+    z = branch.project(x).view(2, 6, -1)
+    # labeled 0 -> 0, 1 -> 1; kept unlabeled u0 -> 0, u2 -> 1 (rows 2, 4)
+    expected = torch.zeros(3, z.shape[-1], dtype=torch.float64)
+    for row, label in ((0, 0), (1, 1), (2, 0), (4, 1)):
+        expected[label] += z[:, row].double().sum(0)
+    torch.testing.assert_close(branch.loss.estimator.current_sums, expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_estimator_prior_follows_the_kept_samples():
+    """ProCo with prior='estimator': the adjustment is the estimator's
+    weighted counts (labeled + kept pseudo-labels), not the file counts."""
+    head = build(threshold=0.9)
+    head.contrast_branch.loss.prior = 'estimator'
+    head.train()
+    head.loss(feats(), samples())
+    loss = head.contrast_branch.loss
+    counts = torch.tensor([4., 4., 0.], dtype=torch.float64) + 1
+    torch.testing.assert_close(loss.current_log_prior(),
+                               (counts / counts.sum()).log())
