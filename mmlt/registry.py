@@ -27,6 +27,7 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import DefaultScope
 from mmengine.registry import Registry as _MMEngineRegistry
@@ -159,6 +160,12 @@ HOOKS = Registry(
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,
+    scope='mmlt',
+    locations=['mmlt.engine'])
+#: Parameter schedulers (FixMatch's cosine learning rate).
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler',
+    parent=MMENGINE_PARAM_SCHEDULERS,
     scope='mmlt',
     locations=['mmlt.engine'])
 #: Metrics (many/medium/few accuracy; LVIS AP-fixed and AP-pool when

@@ -9,7 +9,7 @@ import pytest
 import mmlt.registry as mmlt_registry
 
 REGISTRIES = ('MODELS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'HOOKS',
-              'METRICS')
+              'METRICS', 'PARAM_SCHEDULERS')
 
 CHILD = r'''
 import json, sys, importlib
@@ -50,6 +50,8 @@ def test_core_components_are_registered():
     assert 'LongTailAccuracy' in names['METRICS']
     assert 'FashionMNISTLT' in names['DATASETS']
     assert 'ClassAwareSampler' in names['DATA_SAMPLERS']
+    assert 'RandAugmentMC' in names['TRANSFORMS']
+    assert 'FixMatchCosineLR' in names['PARAM_SCHEDULERS']
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'semi_supervised')
 CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
+FIXMATCH_LA_CIFAR10 = 'fixmatch-la_wrn28-2_cifar10lt-consistent.py'
 
 # (labeled n_max, labeled IF, unlabeled n_max, unlabeled IF, classes)
 PROTOCOLS = {
@@ -70,6 +71,12 @@ def test_protocol_settings(name):
         assert cfg.train_dataloader.dataset.imb_factor == imb
         assert head.loss.type == 'mmlt.LogitAdjustLoss'
         assert cfg.train_cfg.max_iters == 250000
+        assert cfg.train_cfg.val_interval == 500
+        assert cfg.param_scheduler == [
+            dict(type='mmlt.FixMatchCosineLR', fraction=7 / 16,
+                 by_epoch=False)
+        ]
+        assert_cifar_recipe(cfg)
         return
     data = cfg.train_dataloader.dataset
     assert data.type == 'mmlt.SemiSupervisedDataset'
@@ -106,17 +113,95 @@ def test_protocol_settings(name):
     if dataset == 'fashionmnistlt':
         assert cfg.model.backbone.type == 'mmlt.CifarResNet'
         assert cfg.train_cfg.max_epochs == 20
+        # the EMA model is evaluated; decay 0.99 suits 760 iterations
+        ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+        assert len(ema) == 1 and ema[0].momentum == 0.01
+        assert ema[0].priority == 'ABOVE_NORMAL'
     else:
         assert cfg.model.backbone == dict(type='mmlt.WideResNet', depth=28,
                                           widen_factor=2)
         assert cfg.train_cfg.max_epochs * sampler.epoch_length == 250000
-        optimizer = cfg.optim_wrapper.optimizer
-        assert (optimizer.lr, optimizer.weight_decay, optimizer.nesterov) \
-            == (0.03, 5e-4, True)
-        assert 'EMAHook' in hooks
+        # an evaluation every 500 iterations: the median / mean of the
+        # last 20 are reported (seed_study.py --last-k 20)
+        assert sampler.epoch_length == 500
+        assert cfg.train_cfg.val_interval == 1
+        assert cfg.param_scheduler == [
+            dict(type='mmlt.FixMatchCosineLR', fraction=7 / 16,
+                 by_epoch=True, convert_to_iter_based=True)
+        ]
+        assert_cifar_recipe(cfg)
+    # FixMatch's RandAugment in the strong view, then Cutout
+    weak, strong = cfg.train_dataloader.dataset.labeled.pipeline[0][
+        'transforms']
+    assert strong[:len(weak)] == weak
+    assert [t['type'] for t in strong[len(weak):]] == [
+        'mmlt.RandAugmentMC', 'Cutout'
+    ]
+    assert strong[len(weak)]['num_ops'] == 2
+    assert strong[len(weak)]['magnitude'] == 10
     # the metric's many/medium/few groups are the labeled split's
     assert 'unlabeled' not in cfg.val_evaluator.train_dataset
     assert cfg.val_evaluator.train_dataset.n_max == n_max
+
+
+def assert_cifar_recipe(cfg):
+    """SGD as FixMatch (no weight decay on BatchNorm and biases), the EMA
+    model evaluated, and the two named learning-rate schedules."""
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.lr, optimizer.weight_decay, optimizer.nesterov) \
+        == (0.03, 5e-4, True)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.0,
+                                                   bias_decay_mult=0.0)
+    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+    assert len(ema) == 1 and ema[0].momentum == 0.001
+    assert cfg.daso_constant == [
+        dict(type='ConstantLR', factor=1.0, by_epoch=True)
+    ]
+    assert cfg.default_hooks.checkpoint.max_keep_ckpts <= 2
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    from torch import nn
+
+    from mmlt.engine import SkipNonFiniteOptimWrapper
+
+    cfg = load('fixmatch-la-proco_wrn28-2_cifar10lt-consistent.py')
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert isinstance(wrapper, SkipNonFiniteOptimWrapper)
+    decay = {
+        id(p): group['weight_decay']
+        for group in wrapper.optimizer.param_groups for p in group['params']
+    }
+    assert len(decay) == len(list(model.parameters()))
+    counts = dict(norm=0, bias=0, weight=0)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                kind = 'norm'
+            elif name == 'bias':
+                kind = 'bias'
+            else:
+                assert isinstance(module, (nn.Conv2d, nn.Linear)), module
+                kind = 'weight'
+            counts[kind] += 1
+            assert decay[id(param)] == (5e-4 if kind == 'weight' else 0.0)
+    assert min(counts.values()) > 0, counts
+
+
+def test_the_daso_schedule_switches_in_one_line(tmp_path):
+    path = tmp_path / 'daso.py'
+    path.write_text(
+        f"_base_ = '{osp.join(CONFIG_DIR, FIXMATCH_LA_CIFAR10)}'\n"
+        'param_scheduler = _base_.daso_constant\n')
+    cfg = Config.fromfile(str(path))
+    assert cfg.param_scheduler == [
+        dict(type='ConstantLR', factor=1.0, by_epoch=True)
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -170,6 +255,7 @@ def _step_groups():
 @pytest.mark.slow
 @pytest.mark.parametrize('name', _step_groups())
 def test_one_iteration_on_fake_data(name, fake_roots, tmp_path):
+    import torch
     from mmengine.runner import Runner
 
     method, dataset, _ = parse(name)
@@ -185,6 +271,21 @@ def test_one_iteration_on_fake_data(name, fake_roots, tmp_path):
         for key in ('train/loss_unlabeled', 'train/pl_mask_rate',
                     'train/pl_acc_few'):
             assert key in scalars, key
+    # ClassCountsHook set the priors before EMAHook copied the model: the
+    # averaged copy (evaluated) holds the same ones
+    ema = [h.ema_model.module for h in runner.hooks
+           if type(h).__name__ == 'EMAHook']
+    assert len(ema) == 1
+    priors = {
+        name: buffer
+        for name, buffer in runner.model.named_buffers()
+        if name.endswith('log_prior') and buffer.numel()
+    }
+    ema_buffers = dict(ema[0].named_buffers())
+    for name, buffer in priors.items():
+        assert torch.equal(ema_buffers[name], buffer), name
+    if method != 'fixmatch':
+        assert priors, 'no class prior to check'
     if method.endswith('proco'):
         assert 'train/loss_contrast' in scalars
         counts = runner.model.head.contrast_branch.loss.estimator

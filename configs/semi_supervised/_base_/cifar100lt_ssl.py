@@ -1,6 +1,6 @@
 # CIFAR-100-LT semi-supervised split (DASO protocol): N1 = 150 labeled and
 # M1 = 300 unlabeled images in the largest class, imbalance 10 for both,
-# consistent profile.
+# consistent profile: 5,835 labeled and 11,720 unlabeled images.
 _base_ = './cifar10lt_ssl.py'
 
 dataset_type = 'mmlt.CIFAR100LT'

@@ -1,6 +1,7 @@
 # CIFAR-10-LT semi-supervised split (DARP / DASO protocol): N1 = 1500
 # labeled and M1 = 3000 unlabeled images in the largest class, imbalance 100
-# for both, consistent profile (4,128 labeled, 8,256 unlabeled images; the
+# for both, consistent profile (3,720 labeled, 7,443 unlabeled images, as
+# mmlt's split code makes them; uniform: 30,000 unlabeled; the
 # *_reversed.py / *_uniform.py configs change the unlabeled profile).
 _base_ = './cifar_ssl.py'
 

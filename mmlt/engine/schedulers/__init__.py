@@ -1,0 +1,2 @@
+from .fixmatch_cosine import (FixMatchCosineLR,  # noqa: F401
+                              FixMatchCosineParamScheduler)
