@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 import torch
 from mmdet.models.layers import multiclass_nms
 from mmdet.models.roi_heads import StandardRoIHead
+from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.structures.bbox import bbox2roi
 from mmdet.structures.mask import encode_mask_results
 from mmengine.config import ConfigDict
@@ -22,6 +23,7 @@ from torch import Tensor
 from mmlt.engine.protocols import HasStandardAPMode
 from mmlt.registry import MODELS
 from mmlt.utils.validation import check_int, check_number
+from .mask_rle import paste_and_encode_masks
 from .per_class_topk import merge_best_scores, topk_per_class
 
 
@@ -51,7 +53,9 @@ class PerClassTopKRoIHead(StandardRoIHead, HasStandardAPMode):
     * ``mask_chunk``: run the mask head on at most this many detections at a
       time and return the masks RLE-encoded (a list of dicts, as
       ``encode_mask_results`` writes them), so memory follows the chunk, not
-      the detections of an image.
+      the detections of an image. An ``FCNMaskHead``'s masks are pasted and
+      encoded in each box's window only (bit for bit the same RLEs; about
+      20 times faster at LVIS box sizes, docs/detection.md).
     * ``max_per_class``: after NMS keep at most this many detections of each
       class per image (an older, per-image form of the budget).
 
@@ -216,12 +220,20 @@ class PerClassTopKRoIHead(StandardRoIHead, HasStandardAPMode):
                      rescale: bool = False) -> list:
         """:meth:`StandardRoIHead.predict_mask`, or with ``mask_chunk`` in
         the test config the mask head on at most ``mask_chunk`` detections
-        at a time, masks RLE-encoded as they come."""
+        at a time, masks RLE-encoded as they come. An ``FCNMaskHead``'s masks
+        are pasted and encoded in each box's window
+        (:func:`~mmlt.integrations.mmdet.mask_rle.paste_and_encode_masks`:
+        the same RLEs as pasting into the whole image, in O(box area))."""
         chunk = (self.test_cfg or {}).get('mask_chunk')
         if chunk is None:
             return super().predict_mask(x, batch_img_metas, results_list,
                                         rescale)
         chunk = check_int('test_cfg.rcnn.mask_chunk', chunk)
+        # FCNMaskHead's paste, in each detection's window only (same RLEs;
+        # at a threshold <= 0 the whole image is in every mask)
+        windowed = type(self.mask_head)._predict_by_feat_single is \
+            FCNMaskHead._predict_by_feat_single and \
+            self.test_cfg.mask_thr_binary > 0
         for index, (results, meta) in enumerate(
                 zip(results_list, batch_img_metas)):
             rles, boxes = [], results.bboxes.clone()
@@ -232,11 +244,19 @@ class PerClassTopKRoIHead(StandardRoIHead, HasStandardAPMode):
                 rois = bbox2roi([part.bboxes])
                 rois[:, 0] = index
                 mask_preds = self._mask_forward(x, rois)['mask_preds']
-                part = self.mask_head.predict_by_feat((mask_preds, ), [part],
-                                                      [meta], self.test_cfg,
-                                                      rescale)[0]
-                rles.extend(encode_mask_results(part.masks.cpu().numpy()))
-                boxes[start:start + chunk] = part.bboxes  # rescaled there
+                if windowed:
+                    part_boxes, part_rles = paste_and_encode_masks(
+                        mask_preds, part.bboxes, part.labels, meta,
+                        self.test_cfg.mask_thr_binary, rescale,
+                        self.mask_head.class_agnostic)
+                else:
+                    part = self.mask_head.predict_by_feat(
+                        (mask_preds, ), [part], [meta], self.test_cfg,
+                        rescale)[0]
+                    part_boxes = part.bboxes  # rescaled there
+                    part_rles = encode_mask_results(part.masks.cpu().numpy())
+                rles.extend(part_rles)
+                boxes[start:start + chunk] = part_boxes
             results.bboxes = boxes
             results.masks = rles
         return results_list
