@@ -463,8 +463,9 @@ def training_steps(kit_src: str, data: str, device: str, sizes, deadline,
 
 def benchmark_steps(kit_src: str, device: str, sizes, deadline,
                     tmp: str) -> list:
-    """bench_proco_loss.py in each dtype, and bench_cls_branch.py (the
-    ImageNet-LT ProCo and BCL models against the same model with CE only)."""
+    """bench_proco_loss.py in each dtype (and, on CUDA, float32 with
+    ``--compile``), and bench_cls_branch.py (the ImageNet-LT ProCo and BCL
+    models against the same model with CE only)."""
     def proco(mode, out):
         return [sys.executable, 'benchmarks/bench_proco_loss.py', '--device',
                 device, '--json', out, *sizes['proco_args'], '--configs',
@@ -473,8 +474,16 @@ def benchmark_steps(kit_src: str, device: str, sizes, deadline,
     def branch(mode, out):
         return [sys.executable, 'benchmarks/bench_cls_branch.py', '--device',
                 device, '--json', out, *sizes['branch_args']] + amp_flag(mode)
+    label = 'bench_proco_loss float32 compiled'
+    if device == 'cuda':  # torch.compile's fused logits (triton)
+        out = osp.join(tmp, label.replace(' ', '_') + '.json')
+        compiled = run_step(label, proco('float32', out) + ['--compile'],
+                            deadline, kit_src, out)
+    else:
+        compiled = skipped(label, 'measured on CUDA only (on a CPU: '
+                           'benchmarks/bench_proco_loss.py --compile)')
     return per_dtype('bench_proco_loss', AMP_MODES, device, proco, deadline,
-                     kit_src, tmp) + per_dtype(
+                     kit_src, tmp) + [compiled] + per_dtype(
                          'branch cost imagenet-lt', ('float32', 'bfloat16')
                          if device == 'cuda' else ('float32', ), device,
                          branch, deadline, kit_src, tmp)
