@@ -22,7 +22,7 @@ reversed by rank) by symmetric KL divergence, and
 adjustment ``-tau log pi_l`` of the classifier's cross-entropy-equivalent
 logits (0 when ``pi_u`` looks like ``pi_l``, about 2 when reversed).
 """
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,20 @@ def symmetric_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``KL(p || q) + KL(q || p)`` of distributions on the last axis."""
     log_ratio = p.log() - q.log()
     return ((p - q) * log_ratio).sum(-1)
+
+
+def acr_tau(estimate: torch.Tensor, labeled_prior: torch.Tensor,
+            tau_max: float = 2.0) -> torch.Tensor:
+    """ACR's ``tau = tau_max * softmax(d)[consistent]`` (a scalar tensor),
+    ``d`` the symmetric KL divergences of ``estimate`` to the anchors
+    ``pi_l``, uniform and ``pi_l`` reversed by rank (all ``(C,)``)."""
+    anchors = torch.stack([
+        labeled_prior,
+        torch.full_like(labeled_prior, 1 / labeled_prior.numel()),
+        reversed_by_rank(labeled_prior)
+    ])
+    distances = symmetric_kl(estimate.to(anchors)[None], anchors)
+    return tau_max * distances.softmax(0)[0]
 
 
 class UnlabeledPrior(nn.Module):
@@ -122,14 +136,9 @@ class UnlabeledPrior(nn.Module):
     @torch.no_grad()
     def update_adaptive_tau(self, labeled_prior: torch.Tensor) -> None:
         """ACR's tau from the estimate and the three anchors (per epoch)."""
-        labeled_prior = labeled_prior.to(self.adaptive_tau)
-        anchors = torch.stack([
-            labeled_prior,
-            torch.full_like(labeled_prior, 1 / labeled_prior.numel()),
-            reversed_by_rank(labeled_prior)
-        ])
-        distances = symmetric_kl(self.estimate()[None], anchors)
-        self.adaptive_tau.copy_(self.tau_max * distances.softmax(0)[0])
+        self.adaptive_tau.copy_(
+            acr_tau(self.estimate(), labeled_prior.to(self.adaptive_tau),
+                    self.tau_max))
 
     def adjustment(self, log_labeled_prior: torch.Tensor,
                    labeled_tau: float) -> Optional[torch.Tensor]:
@@ -165,3 +174,42 @@ class UnlabeledPrior(nn.Module):
                                                  - estimate.log()), 0.0)
             out[f'pi_u_kl_{source}'] = float(terms.sum())
         return out
+
+
+@torch.no_grad()
+def adaptive_tau_map(logits: torch.Tensor,
+                     log_labeled_prior: torch.Tensor,
+                     labeled_tau: float,
+                     taus,
+                     tau_max: float = 2.0) -> List[Tuple[float, torch.Tensor,
+                                                         float]]:
+    """What ACR's ``tau`` would become after an epoch at each adjustment.
+
+    In ``'adaptive'`` mode the estimate is the mean pseudo-label
+    distribution ``q`` under the current ``tau``, and the next ``tau``
+    comes from that estimate, so ``tau`` settles where the map ``tau ->
+    acr_tau(mean q(tau))`` crosses the identity. For each ``tau`` of
+    ``taus``: the mean of ``softmax(logits + (labeled_tau - tau) log pi_l)``
+    over the rows and the ``tau`` it gives.
+
+    Args:
+        logits (Tensor): The classifier's logits on unlabeled data ``(N, C)``.
+        log_labeled_prior (Tensor): ``log pi_l`` ``(C,)``.
+        labeled_tau (float): The labeled loss's logit-adjustment strength.
+        taus (Iterable[float]): Adjustments to evaluate.
+        tau_max (float): ACR's upper end. Defaults to 2.
+
+    Returns:
+        list[tuple[float, Tensor, float]]: ``(tau, estimate (C,), next tau)``.
+    """
+    prior = UnlabeledPrior(logits.shape[1], mode='adaptive', tau_max=tau_max)
+    logits = logits.to(torch.float64)
+    rows = []
+    for tau in taus:
+        prior.adaptive_tau.fill_(tau)
+        adjustment = prior.adjustment(log_labeled_prior, labeled_tau)
+        estimate = (logits + adjustment.to(logits)).softmax(1).mean(0)
+        rows.append((float(tau), estimate,
+                     float(acr_tau(estimate, log_labeled_prior.exp(),
+                                   tau_max))))
+    return rows
