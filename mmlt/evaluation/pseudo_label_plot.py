@@ -20,7 +20,8 @@ def plot_pseudo_labels(history: Sequence[Dict[str, object]],
         history (Sequence[dict]): One dict per epoch so far, with ``epoch``,
             ``pl_mask_rate``, ``pl_acc`` and their ``_many`` / ``_medium`` /
             ``_few`` variants (percent), and ``distributions``: ``true``,
-            ``mean_prediction`` and ``histogram`` (lists over classes).
+            ``mean_prediction``, ``histogram`` and (optionally)
+            ``balanced_histogram`` (lists over classes).
         out_file (str): PNG path (its folder is created).
     """
     import matplotlib
@@ -41,11 +42,14 @@ def plot_pseudo_labels(history: Sequence[Dict[str, object]],
         ax.legend(fontsize=8)
     distributions = history[-1]['distributions']
     classes = range(len(distributions['true']))
-    width = 0.27
-    for offset, (name, color) in enumerate(
-        (('true', 'tab:gray'), ('mean_prediction', 'tab:blue'),
-         ('histogram', 'tab:orange'))):
-        axes[2].bar([c + (offset - 1) * width for c in classes],
+    bars = [(name, color) for name, color in (
+        ('true', 'tab:gray'), ('mean_prediction', 'tab:blue'),
+        ('histogram', 'tab:orange'), ('balanced_histogram', 'tab:green'))
+            if name in distributions]
+    width = 0.8 / len(bars)
+    for offset, (name, color) in enumerate(bars):
+        axes[2].bar([c + (offset - (len(bars) - 1) / 2) * width
+                     for c in classes],
                     distributions[name], width, color=color,
                     label=name.replace('_', ' '))
     axes[2].set_xlabel('class')

@@ -54,7 +54,7 @@ def write_config(tmp_path, name='tiny.py', batch=12, extra=''):
 
 
 @pytest.mark.slow
-def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path):
+def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path, capsys):
     cfg = write_config(tmp_path)
     full = run_train(cfg, tmp_path / 'full')
     assert full.iter == 20
@@ -89,6 +89,21 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path):
     for epoch in (1, 2):
         assert osp.getsize(tmp_path / 'full' / 'pseudo_labels' /
                            f'epoch_{epoch}.png') > 1000
+    # where ACR's tau would settle for the trained model
+    from tools.analysis_tools import acr_tau_map
+    capsys.readouterr()
+    checkpoint = str(tmp_path / 'full' / 'iter_20.pth')
+    acr_tau_map.main([cfg, checkpoint, '--taus', '2', '0', '1'])
+    printed = capsys.readouterr().out
+    # saved after the last iteration, before the epoch's end sets tau
+    saved = float(torch.load(checkpoint, map_location='cpu',
+                             weights_only=False)['state_dict']
+                  ['head.unlabeled_prior.adaptive_tau'])
+    assert f"the checkpoint's tau: {saved:.3f}" in printed
+    assert [line.split(' | ')[0] for line in printed.splitlines()
+            if line.startswith('| ') and line[2].isdigit()] == [
+                '| 0.00', '| 1.00', '| 2.00']
+    assert 'tau settles near' in printed
 
     # Killed at iteration 16 (inside epoch 2); the last checkpoint is
     # iteration 14, 4 batches into epoch 2.

@@ -111,8 +111,10 @@ class SemiSupervisedHook(Hook):
             line = ('Unlabeled class distribution, estimate vs true: total '
                     'variation {pi_u_tv_mean_prediction:.3f} (mean '
                     'prediction) / {pi_u_tv_histogram:.3f} (kept '
-                    'pseudo-labels), KL {pi_u_kl_mean_prediction:.3f} / '
-                    '{pi_u_kl_histogram:.3f}').format(**prior_stats)
+                    'pseudo-labels) / {pi_u_tv_balanced_histogram:.3f} '
+                    '(balanced, kept), KL {pi_u_kl_mean_prediction:.3f} / '
+                    '{pi_u_kl_histogram:.3f} / '
+                    '{pi_u_kl_balanced_histogram:.3f}').format(**prior_stats)
             if 'pi_u_adaptive_tau' in prior_stats:
                 line += f', ACR tau {prior_stats["pi_u_adaptive_tau"]:.3f}'
             runner.logger.info(line)

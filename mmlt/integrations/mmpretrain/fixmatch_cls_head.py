@@ -8,7 +8,7 @@ import torch.nn as nn
 from mmlt.engine.protocols import HasPseudoLabelStats
 from mmlt.models.losses import LogitAdjustLoss, ProCoLoss
 from mmlt.models.utils.dist_utils import is_distributed
-from mmlt.models.utils.unlabeled_prior import UnlabeledPrior
+from mmlt.models.utils.unlabeled_prior import SOURCES, UnlabeledPrior
 from mmlt.registry import MODELS
 from mmlt.utils.class_groups import GROUP_NAMES, split_classes_by_count
 from mmlt.utils.validation import check_number
@@ -47,8 +47,9 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     running estimate's ``log pi_u`` (``unlabeled_prior=dict(mode=
     'estimated')``, DebiasPL-style) or ACR's adaptive tau (``mode=
     'adaptive'``), both corrected for the labeled loss's own adjustment.
-    Both running estimates of ``pi_u`` are kept in every mode (an EMA of the
-    mean of ``q`` and of the kept pseudo-labels' histogram, summed over
+    The running estimates of ``pi_u`` are kept in every mode (EMAs of the
+    mean of ``q``, of the kept pseudo-labels' histogram and of the balanced
+    classifier's confident predictions, ACR's estimate, summed over
     processes) and logged each epoch by :class:`mmlt.SemiSupervisedHook`
     against the true unlabeled distribution.
 
@@ -190,8 +191,8 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
             stats['pi_u_adaptive_tau'] = float(prior.adaptive_tau)
         stats['distributions'] = dict(
             true=(true_counts / true_counts.sum().clamp(min=1)).tolist(),
-            mean_prediction=prior.estimate('mean_prediction').tolist(),
-            histogram=prior.estimate('histogram').tolist())
+            **{source: prior.estimate(source).tolist()
+               for source in SOURCES})
         return stats
 
     def set_class_counts(self, class_counts) -> None:
@@ -247,7 +248,7 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         losses.update(self._topk_accuracy(cls_score, labels))
 
         adjustment = self._unlabeled_adjustment()
-        pseudo_labels, mask, probs = self._pseudo_labels(
+        pseudo_labels, mask, probs, balanced = self._pseudo_labels(
             weak, unl_idx, adjustment)
         strong_score = self.fc(strong.index_select(0, unl_idx))
         if adjustment is not None and self.adjust_unlabeled_loss and \
@@ -260,7 +261,7 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
             avg_factor=max(len(unlabeled), 1))
 
         self._count_pseudo_labels([data_samples[i] for i in unlabeled],
-                                  pseudo_labels, mask, probs)
+                                  pseudo_labels, mask, probs, balanced)
         losses.update(self.pseudo_label_stats())
 
         if self.contrast_branch is not None:
@@ -292,15 +293,28 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     def _pseudo_labels(self, weak: torch.Tensor, unl_idx: torch.Tensor,
                        adjustment: Optional[torch.Tensor]):
         """FixMatch's pseudo-labels of the unlabeled weak views, their mask
-        (1.0 where the confidence reaches ``threshold``) and the pseudo-label
-        distributions ``q`` ``(U, C)``, no gradient."""
-        weak_logits = self.fc(weak.index_select(0, unl_idx)).float()
-        if adjustment is not None:
-            weak_logits = weak_logits + adjustment.to(weak_logits)
+        (1.0 where the confidence reaches ``threshold``), the pseudo-label
+        distributions ``q`` ``(U, C)`` and the balanced classifier's
+        confident predictions ``(U, C)`` (one-hot times its mask: ACR's
+        estimate), no gradient."""
+        raw = self.fc(weak.index_select(0, unl_idx)).float()
+        weak_logits = raw if adjustment is None else raw + adjustment.to(raw)
         probs = weak_logits.softmax(dim=1)
         confidence, pseudo_labels = probs.max(dim=1)
         mask = (confidence >= self.threshold).float()
-        return pseudo_labels, mask, probs
+        return pseudo_labels, mask, probs, self._balanced_kept(raw)
+
+    def _balanced_kept(self, logits: torch.Tensor) -> torch.Tensor:
+        """One-hot confident predictions ``(U, C)`` of the classifier under a
+        uniform prior: its logits less ``(1 - labeled_tau) log pi_l``, the
+        labeled prior its loss leaves in them."""
+        if self.prior_is_set and self.labeled_tau != 1:
+            logits = logits - (1 - self.labeled_tau) * self.log_prior.to(
+                logits)
+        confidence, labels = logits.softmax(dim=1).max(dim=1)
+        kept = torch.zeros_like(logits)
+        return kept.scatter_(1, labels[:, None],
+                             (confidence >= self.threshold).to(kept)[:, None])
 
     def _contrast_loss(self, x: torch.Tensor, lab_idx: torch.Tensor,
                        labels: torch.Tensor, unl_idx: torch.Tensor,
@@ -326,20 +340,22 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
 
     @torch.no_grad()
     def _count_pseudo_labels(self, unlabeled_samples, pseudo_labels: torch.Tensor,
-                             mask: torch.Tensor, probs: torch.Tensor) -> None:
+                             mask: torch.Tensor, probs: torch.Tensor,
+                             balanced: torch.Tensor) -> None:
         """Add the batch to the per-class counts (if true labels exist) and
         to the running estimates of ``pi_u``.
 
         Under DDP the batch's sums are summed over the processes (one
-        ``(5, C)`` all-reduce, no host sync), so every rank holds the counts
+        ``(6, C)`` all-reduce, no host sync), so every rank holds the counts
         and estimates of the whole stream: the logged rates and the
         checkpoint are those of all GPUs, not of rank 0's share. Every rank
         calls this each step.
         """
         counts = self.pseudo_label_counts
-        batch = counts.new_zeros(5, counts.size(1))
+        batch = counts.new_zeros(6, counts.size(1))
         batch[3] = probs.sum(dim=0)
         batch[4].index_add_(0, pseudo_labels, mask.to(counts.dtype))
+        batch[5] = balanced.sum(dim=0)
         if unlabeled_samples and all('true_label' in ds
                                      for ds in unlabeled_samples):
             true = torch.as_tensor(
@@ -353,4 +369,4 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         if is_distributed():
             torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
         counts.add_(batch[:3])
-        self.unlabeled_prior.update(batch[3], batch[4])
+        self.unlabeled_prior.update(batch[3], batch[4], batch[5])

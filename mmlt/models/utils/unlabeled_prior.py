@@ -13,10 +13,14 @@ pseudo-labels and of the unlabeled loss (``docs/semi_supervised.md``):
   maximum-likelihood ``pi_u``;
 * ``histogram``: an EMA of the histogram of the kept (mask-weighted)
   pseudo-labels, what FixMatch actually trains on (DebiasPL, Wang et al.,
-  CVPR 2022, adjusts by an EMA of the model's predictions).
+  CVPR 2022, adjusts by an EMA of the model's predictions);
+* ``balanced_histogram``: an EMA of the histogram of the pseudo-labels the
+  *balanced* classifier (its logits under a uniform prior, whatever the
+  current adjustment) predicts with confidence, ACR's estimate: it does not
+  depend on the adjustment it sets, so ``tau`` cannot feed on itself.
 
 ``adaptive`` mode follows ACR (Wei and Gan, CVPR 2023): once per epoch the
-estimate is compared with three anchors (``pi_l``, uniform and ``pi_l``
+estimate (ACR's is ``balanced_histogram``) is compared with three anchors (``pi_l``, uniform and ``pi_l``
 reversed by rank) by symmetric KL divergence, and
 ``tau = tau_max * softmax(KL)[consistent]`` in ``[0, tau_max]`` sets an
 adjustment ``-tau log pi_l`` of the classifier's cross-entropy-equivalent
@@ -30,7 +34,7 @@ import torch.nn as nn
 from mmlt.utils.validation import check_choice, check_number
 
 MODES = ('none', 'estimated', 'adaptive')
-SOURCES = ('mean_prediction', 'histogram')
+SOURCES = ('mean_prediction', 'histogram', 'balanced_histogram')
 
 
 def reversed_by_rank(prior: torch.Tensor) -> torch.Tensor:
@@ -66,8 +70,8 @@ class UnlabeledPrior(nn.Module):
     """Running estimates of ``pi_u`` and the logit adjustment they give.
 
     All state is in buffers (checkpointed, so a resumed run is exact):
-    ``mean_prediction`` and ``histogram`` ``(C,)`` float64, starting uniform,
-    and ``adaptive_tau`` (a scalar). :meth:`update` takes sums that are
+    ``mean_prediction``, ``histogram`` and ``balanced_histogram`` ``(C,)``
+    float64, starting uniform, and ``adaptive_tau`` (a scalar). :meth:`update` takes sums that are
     already summed over processes, so every rank holds the same estimates.
 
     Args:
@@ -76,7 +80,8 @@ class UnlabeledPrior(nn.Module):
             running estimate) or ``'adaptive'`` (ACR's tau). Defaults to
             ``'none'``.
         source (str): The estimate ``estimated`` and ``adaptive`` use:
-            ``'mean_prediction'`` or ``'histogram'``. Defaults to
+            ``'mean_prediction'``, ``'histogram'`` or
+            ``'balanced_histogram'`` (ACR's). Defaults to
             ``'mean_prediction'``.
         momentum (float): EMA momentum per step, in [0, 1). Defaults to 0.99.
         tau_max (float): Upper end of ACR's tau. Defaults to 2.
@@ -103,6 +108,7 @@ class UnlabeledPrior(nn.Module):
                              dtype=torch.float64)
         self.register_buffer('mean_prediction', uniform.clone())
         self.register_buffer('histogram', uniform.clone())
+        self.register_buffer('balanced_histogram', uniform.clone())
         self.register_buffer('adaptive_tau',
                              torch.tensor(1.0, dtype=torch.float64))
 
@@ -112,20 +118,35 @@ class UnlabeledPrior(nn.Module):
         value = getattr(self, source or self.source).clamp(min=self.floor)
         return value / value.sum()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before balanced_histogram existed: uniform
+        key = prefix + 'balanced_histogram'
+        if key not in state_dict and prefix + 'histogram' in state_dict:
+            uniform = 1 / self.balanced_histogram.numel()
+            state_dict[key] = torch.full_like(self.balanced_histogram, uniform)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def update(self, probability_sum: torch.Tensor,
-               kept_histogram: torch.Tensor) -> None:
+               kept_histogram: torch.Tensor,
+               balanced_histogram: Optional[torch.Tensor] = None) -> None:
         """One EMA step from a batch's sums (over all processes).
 
         Args:
             probability_sum (Tensor): ``sum_u q_u`` ``(C,)`` over the
                 unlabeled samples.
             kept_histogram (Tensor): ``sum_u m_u onehot(y_hat_u)`` ``(C,)``.
+            balanced_histogram (Tensor, optional): The same for the
+                balanced classifier's confident predictions ``(C,)``; None
+                leaves that estimate unchanged.
         A sum of zero (no unlabeled or no kept sample) leaves that estimate
         unchanged; nothing is read on the host.
         """
         for name, batch in (('mean_prediction', probability_sum),
-                            ('histogram', kept_histogram)):
+                            ('histogram', kept_histogram),
+                            ('balanced_histogram', balanced_histogram)):
+            if batch is None:
+                continue
             current = getattr(self, name)
             batch = batch.to(current)
             total = batch.sum()
@@ -161,7 +182,7 @@ class UnlabeledPrior(nn.Module):
 
     @torch.no_grad()
     def distances(self, true_counts: torch.Tensor) -> Dict[str, float]:
-        """Total variation and ``KL(true || estimate)`` of both estimates to
+        """Total variation and ``KL(true || estimate)`` of every estimate to
         the true unlabeled distribution (host floats, for the epoch log)."""
         true = true_counts.to(self.adaptive_tau)
         true = true / true.sum().clamp(min=1e-300)

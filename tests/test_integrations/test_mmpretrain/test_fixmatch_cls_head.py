@@ -253,9 +253,58 @@ def test_adaptive_mode_tau_per_epoch():
     stats = head.unlabeled_prior_stats()
     assert stats['pi_u_adaptive_tau'] == pytest.approx(float(expected_tau))
     assert set(stats['distributions']) == {'true', 'mean_prediction',
-                                           'histogram'}
+                                           'histogram', 'balanced_histogram'}
     # the true distribution of the stream: TRUE = [0, 2, 1, 0]
     assert stats['distributions']['true'] == [0.5, 0.25, 0.25]
+
+
+def test_balanced_estimate_is_acrs_and_ignores_the_adjustment():
+    """ACR's estimate: the histogram of the confident predictions of the
+    classifier under a uniform prior. A CE head's logits carry log pi_l, so
+    it predicts with WEAK - log pi_l (see test_debiased_pseudo_labels):
+    u1 -> class 2 (0.980) and u2 -> class 1 (0.987) pass 0.9, u0 (0.861)
+    and u3 (0.75) do not, so [0, 1/2, 1/2], whatever ACR's tau is."""
+    log_prior = torch.log(torch.tensor(COUNTS, dtype=torch.float) / 260)
+    confidence, labels = (WEAK[2:] - log_prior).softmax(1).max(1)
+    expected = torch.zeros(C, dtype=torch.float64).index_add_(
+        0, labels, (confidence >= 0.9).double())
+    assert (expected / expected.sum()).tolist() == [0.0, 0.5, 0.5]
+    histograms = []
+    for tau in (0.0, 2.0):
+        head = build(proco=False, unlabeled_prior=dict(
+            mode='adaptive', source='balanced_histogram', momentum=0.0))
+        head.unlabeled_prior.adaptive_tau.fill_(tau)
+        head.loss(feats(), samples())
+        torch.testing.assert_close(head.unlabeled_prior.balanced_histogram,
+                                   expected / expected.sum())
+        histograms.append(head.unlabeled_prior.histogram.clone())
+    assert not torch.equal(*histograms)  # the adjusted pseudo-labels move
+    head.end_of_epoch()  # ACR's tau from the balanced estimate
+    anchors = torch.stack([log_prior.exp().double(),
+                           torch.full((C, ), 1 / C).double(),
+                           log_prior.exp().double().flip(0)])
+    estimate = head.unlabeled_prior.estimate()
+    distances = ((estimate - anchors) * (estimate.log() - anchors.log())).sum(1)
+    torch.testing.assert_close(head.unlabeled_prior.adaptive_tau,
+                               2 * distances.softmax(0)[0])
+    # an LA-trained head (tau 1) is balanced already: u0 and u2 (raw WEAK)
+    head = build(proco=False, unlabeled_prior=dict(
+        mode='adaptive', source='balanced_histogram', momentum=0.0))
+    head.loss_module = MODELS.build(dict(type='mmlt.LogitAdjustLoss',
+                                         tau=1.0, class_counts=COUNTS))
+    head.labeled_tau = head._labeled_tau()
+    head.loss(feats(), samples())
+    assert head.unlabeled_prior.balanced_histogram.tolist() == [0.5, 0.5, 0.0]
+
+
+def test_checkpoints_without_the_balanced_estimate_load():
+    head = build(proco=False, unlabeled_prior=dict(mode='adaptive'))
+    state = head.state_dict()
+    del state['unlabeled_prior.balanced_histogram']
+    head.unlabeled_prior.balanced_histogram.fill_(0.5)
+    head.load_state_dict(state)  # strict: filled in, uniform
+    assert head.unlabeled_prior.balanced_histogram.tolist() == pytest.approx(
+        [1 / 3] * 3)
 
 
 def test_unknown_labeled_loss_is_refused_for_distribution_modes():

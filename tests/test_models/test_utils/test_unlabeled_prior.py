@@ -145,3 +145,37 @@ def test_bad_arguments():
         UnlabeledPrior(3, momentum=1.0)
     with pytest.raises(ValueError, match='source'):
         UnlabeledPrior(3, source='labels')
+
+
+def test_adaptive_tau_map_against_a_direct_computation():
+    """For each adjustment: the mean adjusted posterior, and the tau of
+    ACR's formula written out (anchors, symmetric KL, softmax) here."""
+    from mmlt.models.utils.unlabeled_prior import adaptive_tau_map
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 4, generator=generator, dtype=torch.float64)
+    prior = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=torch.float64)
+    rows = adaptive_tau_map(logits, prior.log(), 1.0, [0.0, 0.5, 2.0])
+    for tau, estimate, next_tau in rows:
+        expected = (logits + (1.0 - tau) * prior.log()).softmax(1).mean(0)
+        torch.testing.assert_close(estimate, expected)
+        distances = []
+        for anchor in (prior, torch.full((4, ), 0.25, dtype=torch.float64),
+                       torch.tensor([0.05, 0.1, 0.25, 0.6],
+                                    dtype=torch.float64)):
+            distances.append(sum(
+                (e - a) * math.log(e / a)
+                for e, a in zip(expected.tolist(), anchor.tolist())))
+        weights = [math.exp(d) for d in distances]
+        assert next_tau == pytest.approx(2 * weights[0] / sum(weights))
+    assert [row[0] for row in rows] == [0.0, 0.5, 2.0]
+
+
+def test_where_the_tau_map_crosses_the_identity():
+    from tools.analysis_tools.acr_tau_map import crossing
+    rows = [(0.0, None, 0.3), (0.5, None, 0.45), (1.0, None, 0.7)]
+    # 0.3 - 0 > 0 and 0.45 - 0.5 < 0: crosses at 0.3 / (0.3 + 0.05) * 0.5
+    assert crossing(rows) == pytest.approx(0.5 * 0.3 / 0.35)
+    assert crossing([(0.0, None, 0.0), (1.0, None, 0.2)]) == 0.0
+    assert crossing([(0.0, None, 1.5), (2.0, None, 1.9)]) == pytest.approx(
+        1.875)  # 1.5 above, 0.1 below: 2 * 1.5 / 1.6
+    assert crossing([(0.0, None, 0.5), (1.0, None, 1.5)]) is None
