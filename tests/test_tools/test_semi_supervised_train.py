@@ -104,6 +104,8 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path, capsys):
             if line.startswith('| ') and line[2].isdigit()] == [
                 '| 0.00', '| 1.00', '| 2.00']
     assert 'tau settles near' in printed
+    assert re.search(r"with ACR's estimate .* confident predictions.: total "
+                     r'variation [\d.]+, tau [\d.]+', printed)
 
     # Killed at iteration 16 (inside epoch 2); the last checkpoint is
     # iteration 14, 4 batches into epoch 2.

@@ -7,7 +7,9 @@ semi_supervised.md). This runs a checkpoint's classifier over the config's
 unlabeled split (its validation pipeline: no augmentation) and prints, for a
 grid of adjustments ``tau``, the estimate's total variation from the true
 unlabeled distribution (the kept-aside labels) and the ``tau`` ACR would
-pick from it; ``tau`` settles where the two columns cross::
+pick from it (with ``source='mean_prediction'``, ``tau`` settles where the
+two columns cross), then the ``tau`` from ACR's own estimate, the balanced
+classifier's confident predictions, which does not depend on ``tau``::
 
     python tools/analysis_tools/acr_tau_map.py \\
         configs/semi_supervised/fixmatch-la-acr_fashionmnistlt-uniform.py \\
@@ -53,7 +55,7 @@ def main(argv=None):
     from mmengine.runner import Runner, load_checkpoint
 
     import mmlt  # noqa: F401  (registers mmlt's modules)
-    from mmlt.models.utils.unlabeled_prior import adaptive_tau_map
+    from mmlt.models.utils.unlabeled_prior import acr_tau, adaptive_tau_map
     from mmlt.registry import MODELS
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -97,8 +99,17 @@ def main(argv=None):
         distance = 0.5 * (estimate - true).abs().sum()
         print(f'| {tau:.2f} | {distance:.3f} | {next_tau:.3f} |')
     fixed = crossing(rows)
-    print('tau settles near ' + (f'{fixed:.3f}' if fixed is not None else
+    print('with the mean prediction under the current tau as the estimate, '
+          'tau settles near ' + (f'{fixed:.3f}' if fixed is not None else
                                  'no point of the grid (no crossing)'))
+    # ACR's own estimate does not depend on tau: one value
+    kept = head._balanced_kept(logits.float()).sum(0).double()
+    balanced = kept / kept.sum().clamp(min=1)
+    tau = float(acr_tau(balanced.clamp(min=head.unlabeled_prior.floor),
+                        head.log_prior.exp(), head.unlabeled_prior.tau_max))
+    print(f'with ACR\'s estimate (the balanced classifier\'s '
+          f'{int(kept.sum())} confident predictions): total variation '
+          f'{0.5 * float((balanced - true).abs().sum()):.3f}, tau {tau:.3f}')
 
 
 if __name__ == '__main__':
