@@ -4,8 +4,9 @@
 # compared with the consistent, uniform and reversed anchors (symmetric KL)
 # and tau in [0, 2] sets the adjustment of the pseudo-labels and of the
 # unlabeled loss. ACR's own estimate, the balanced classifier's confident
-# predictions, is source='balanced_histogram' (worse on Fashion-MNIST-LT:
-# docs/semi_supervised.md). Reversed unlabeled split.
+# predictions, is source='balanced_histogram' (much worse on the reversed
+# Fashion-MNIST-LT split, no better on the others: docs/semi_supervised.md).
+# Reversed unlabeled split.
 #
 #   python tools/train.py configs/semi_supervised/fixmatch-la-acr_fashionmnistlt-reversed.py
 _base_ = './fixmatch-la_fashionmnistlt-reversed.py'
