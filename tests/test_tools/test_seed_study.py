@@ -104,6 +104,30 @@ def test_training_process_ends_with_its_study(tmp_path):
     assert ended()
 
 
+def test_a_failed_run_leaves_the_others_in_the_summary(tmp_path,
+                                                       monkeypatch):
+    from tools.analysis_tools import seed_study
+    good, bad = tmp_path / 'good.py', tmp_path / 'bad.py'
+    for cfg in (good, bad):
+        cfg.write_text('')
+
+    def fake_run_one(config, seed, args):
+        if config.endswith('bad.py'):
+            raise RuntimeError('no validation logged')
+        return dict(config='good', seed=seed, **{'lt/top1': 80.0 + seed},
+                    minutes=0.1)
+
+    monkeypatch.setattr(seed_study, 'run_one', fake_run_one)
+    failed = r'(?s)1 run\(s\) failed.*bad seed 0: no validation logged'
+    with pytest.raises(SystemExit, match=failed):
+        study([str(bad), str(good), '--seeds', '0', '--jobs', '2',
+               '--work-dir', str(tmp_path / 'study'), '--metrics', 'lt/top1'])
+    rows = list(csv.DictReader(open(tmp_path / 'study' / 'results.csv')))
+    assert [(r['config'], r['lt/top1']) for r in rows] == [('good', '80.0')]
+    assert '| good | 1 | 80.000' in (tmp_path / 'study' /
+                                     'summary.md').read_text()
+
+
 # ------------------------------------------------------ the protocol's numbers
 def test_mean_and_sample_std_by_hand():
     from tools.analysis_tools.seed_study import mean_std

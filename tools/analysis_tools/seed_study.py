@@ -374,7 +374,10 @@ def _evaluate(config, seed, args, run_dir):
     if metrics is None:
         raise RuntimeError(
             f'{run_dir}: no validation logged {args.metrics[0]!r}; does the '
-            'config validate at the end of training (train_cfg.val_interval)?')
+            'config validate at the end of training (train_cfg.val_interval)? '
+            'A run stopped during its final validation has nothing left to '
+            'train: evaluate its last checkpoint with tools/test.py, or '
+            'delete the folder to train it again')
     return metrics
 
 
@@ -407,8 +410,16 @@ def main(argv=None):
     # seed-major: every config gets its first seed before any gets a second
     jobs = [(config, seed) for seed in args.seeds for config in args.configs]
 
+    failures = []
+
     def run(job):
-        row = run_one(*job, args)
+        # one run's failure does not stop the others: reported at the end
+        try:
+            row = run_one(*job, args)
+        except Exception as error:
+            failures.append(f'{config_name(job[0])} seed {job[1]}: {error}')
+            print(f'FAILED {failures[-1]}', flush=True)
+            return None
         if row is None:
             return None
         print(f'{row["config"]} seed {row["seed"]}: ' + ', '.join(
@@ -426,6 +437,9 @@ def main(argv=None):
     with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:
         f.write(table + '\n')
     print(table)
+    if failures:
+        raise SystemExit(f'{len(failures)} run(s) failed (the others are in '
+                         'the summary):\n' + '\n'.join(failures))
 
 
 if __name__ == '__main__':
