@@ -97,7 +97,7 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path, capsys):
     printed = capsys.readouterr().out
     # saved after the last iteration, before the epoch's end sets tau
     saved = float(torch.load(checkpoint, map_location='cpu',
-                             weights_only=False)['state_dict']
+                             weights_only=True)['state_dict']
                   ['head.unlabeled_prior.adaptive_tau'])
     assert f"the checkpoint's tau: {saved:.3f}" in printed
     assert [line.split(' | ')[0] for line in printed.splitlines()
