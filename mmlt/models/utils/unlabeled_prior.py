@@ -71,8 +71,9 @@ class UnlabeledPrior(nn.Module):
 
     All state is in buffers (checkpointed, so a resumed run is exact):
     ``mean_prediction``, ``histogram`` and ``balanced_histogram`` ``(C,)``
-    float64, starting uniform, and ``adaptive_tau`` (a scalar). :meth:`update` takes sums that are
-    already summed over processes, so every rank holds the same estimates.
+    float64, starting uniform, and ``adaptive_tau`` (a scalar).
+    :meth:`update` takes sums that are already summed over processes, so
+    every rank holds the same estimates.
 
     Args:
         num_classes (int): ``C``.
