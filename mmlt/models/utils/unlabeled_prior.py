@@ -17,11 +17,13 @@ pseudo-labels and of the unlabeled loss (``docs/semi_supervised.md``):
 * ``balanced_histogram``: an EMA of the histogram of the pseudo-labels the
   *balanced* classifier (its logits under a uniform prior, whatever the
   current adjustment) predicts with confidence, ACR's estimate: it does not
-  depend on the adjustment it sets, so ``tau`` cannot feed on itself.
+  depend on the adjustment it sets, but leans to the classes predicted with
+  confidence (docs/semi_supervised.md).
 
 ``adaptive`` mode follows ACR (Wei and Gan, CVPR 2023): once per epoch the
-estimate (ACR's is ``balanced_histogram``) is compared with three anchors (``pi_l``, uniform and ``pi_l``
-reversed by rank) by symmetric KL divergence, and
+estimate (``source``; ACR's own is ``balanced_histogram``) is compared with
+three anchors (``pi_l``, uniform and ``pi_l`` reversed by rank) by
+symmetric KL divergence, and
 ``tau = tau_max * softmax(KL)[consistent]`` in ``[0, tau_max]`` sets an
 adjustment ``-tau log pi_l`` of the classifier's cross-entropy-equivalent
 logits (0 when ``pi_u`` looks like ``pi_l``, about 2 when reversed).

@@ -38,7 +38,7 @@ def hostile_detections(num=240, seed=0):
     boxes = torch.cat([corner, corner + size], 1)
     boxes[:10, 2] = boxes[:10, 0]  # zero width
     boxes[10:20, 3] = boxes[10:20, 1]  # zero height
-    boxes[20:30] = torch.tensor([-5., -3., W + 4., H + 6.])  # the image and more
+    boxes[20:30] = torch.tensor([-5., -3., W + 4., H + 6.])  # beyond it
     boxes[30:40, 2:] = boxes[30:40, :2] + 0.3  # under a pixel
     logits = torch.randn(num, C, M, M, generator=generator) * 4
     logits[40:60] = 40.  # probability exactly 1.0 in float32
