@@ -21,7 +21,8 @@ def plot_pseudo_labels(history: Sequence[Dict[str, object]],
             ``pl_mask_rate``, ``pl_acc`` and their ``_many`` / ``_medium`` /
             ``_few`` variants (percent), and ``distributions``: ``true``,
             ``mean_prediction``, ``histogram`` and (optionally)
-            ``balanced_histogram`` (lists over classes).
+            ``balanced_histogram`` and ``balanced_mean`` (lists over
+            classes).
         out_file (str): PNG path (its folder is created).
     """
     import matplotlib
@@ -44,7 +45,8 @@ def plot_pseudo_labels(history: Sequence[Dict[str, object]],
     classes = range(len(distributions['true']))
     bars = [(name, color) for name, color in (
         ('true', 'tab:gray'), ('mean_prediction', 'tab:blue'),
-        ('histogram', 'tab:orange'), ('balanced_histogram', 'tab:green'))
+        ('histogram', 'tab:orange'), ('balanced_histogram', 'tab:green'),
+        ('balanced_mean', 'tab:olive'))
             if name in distributions]
     width = 0.8 / len(bars)
     for offset, (name, color) in enumerate(bars):

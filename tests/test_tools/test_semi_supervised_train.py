@@ -106,6 +106,8 @@ def test_fixmatch_proco_trains_and_resumes_exactly(tmp_path, capsys):
     assert 'tau settles near' in printed
     assert re.search(r"with ACR's estimate .* confident predictions.: total "
                      r'variation [\d.]+, tau [\d.]+', printed)
+    assert re.search(r"with the balanced classifier's mean prediction: total "
+                     r'variation [\d.]+, tau [\d.]+', printed)
 
     # Killed at iteration 16 (inside epoch 2); the last checkpoint is
     # iteration 14, 4 batches into epoch 2.

@@ -8,8 +8,9 @@ unlabeled split (its validation pipeline: no augmentation) and prints, for a
 grid of adjustments ``tau``, the estimate's total variation from the true
 unlabeled distribution (the kept-aside labels) and the ``tau`` ACR would
 pick from it (with ``source='mean_prediction'``, ``tau`` settles where the
-two columns cross), then the ``tau`` from ACR's own estimate, the balanced
-classifier's confident predictions, which does not depend on ``tau``::
+two columns cross), then the ``tau`` from the two estimates that do not
+depend on ``tau``: ACR's own, the balanced classifier's confident
+predictions, and the balanced classifier's mean prediction::
 
     python tools/analysis_tools/acr_tau_map.py \\
         configs/semi_supervised/fixmatch-la-acr_fashionmnistlt-uniform.py \\
@@ -102,15 +103,19 @@ def main(argv=None):
     print('with the mean prediction under the current tau as the estimate, '
           'tau settles near ' + (f'{fixed:.3f}' if fixed is not None else
                                  'no point of the grid (no crossing)'))
-    # ACR's own estimate does not depend on tau: one value
-    kept = head._balanced_kept(logits.float()).sum(0).double()
-    balanced = kept / kept.sum().clamp(min=1)
-    tau = float(acr_tau(balanced.clamp(min=head.unlabeled_prior.floor),
-                        head.log_prior.exp(), head.unlabeled_prior.tau_max))
-    print(f'with ACR\'s estimate (the balanced classifier\'s '
-          f'{int(kept.sum())} confident predictions): total variation '
-          f'{0.5 * float((balanced - true).abs().sum()):.3f}, tau {tau:.3f}')
-
+    # the balanced classifier's estimates do not depend on tau: one value each
+    kept, probs = head._balanced_predictions(logits.float()).double()
+    prior = head.log_prior.exp()
+    for name, counts in (
+            ('ACR\'s estimate (the balanced classifier\'s '
+             f'{int(kept.sum())} confident predictions)', kept.sum(0)),
+            ('the balanced classifier\'s mean prediction', probs.sum(0))):
+        estimate = counts / counts.sum().clamp(min=1e-300)
+        tau = float(acr_tau(estimate.clamp(min=head.unlabeled_prior.floor),
+                            prior, head.unlabeled_prior.tau_max))
+        print(f'with {name}: total variation '
+              f'{0.5 * float((estimate - true).abs().sum()):.3f}, '
+              f'tau {tau:.3f}')
 
 if __name__ == '__main__':
     main()

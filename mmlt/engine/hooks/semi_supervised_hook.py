@@ -112,9 +112,11 @@ class SemiSupervisedHook(Hook):
                     'variation {pi_u_tv_mean_prediction:.3f} (mean '
                     'prediction) / {pi_u_tv_histogram:.3f} (kept '
                     'pseudo-labels) / {pi_u_tv_balanced_histogram:.3f} '
-                    '(balanced, kept), KL {pi_u_kl_mean_prediction:.3f} / '
+                    '(balanced, kept) / {pi_u_tv_balanced_mean:.3f} '
+                    '(balanced, mean), KL {pi_u_kl_mean_prediction:.3f} / '
                     '{pi_u_kl_histogram:.3f} / '
-                    '{pi_u_kl_balanced_histogram:.3f}').format(**prior_stats)
+                    '{pi_u_kl_balanced_histogram:.3f} / '
+                    '{pi_u_kl_balanced_mean:.3f}').format(**prior_stats)
             if 'pi_u_adaptive_tau' in prior_stats:
                 line += f', ACR tau {prior_stats["pi_u_adaptive_tau"]:.3f}'
             runner.logger.info(line)

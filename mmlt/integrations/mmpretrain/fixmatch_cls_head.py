@@ -48,9 +48,9 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
     'estimated')``, DebiasPL-style) or ACR's adaptive tau (``mode=
     'adaptive'``), both corrected for the labeled loss's own adjustment.
     The running estimates of ``pi_u`` are kept in every mode (EMAs of the
-    mean of ``q``, of the kept pseudo-labels' histogram and of the balanced
-    classifier's confident predictions, ACR's estimate, summed over
-    processes) and logged each epoch by :class:`mmlt.SemiSupervisedHook`
+    mean of ``q``, of the kept pseudo-labels' histogram, of the balanced
+    classifier's confident predictions, ACR's estimate, and of its mean
+    prediction, summed over processes) and logged each epoch by :class:`mmlt.SemiSupervisedHook`
     against the true unlabeled distribution.
 
     The log shows, from the unlabeled samples' kept-aside ``true_label``
@@ -295,26 +295,29 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         """FixMatch's pseudo-labels of the unlabeled weak views, their mask
         (1.0 where the confidence reaches ``threshold``), the pseudo-label
         distributions ``q`` ``(U, C)`` and the balanced classifier's
-        confident predictions ``(U, C)`` (one-hot times its mask: ACR's
-        estimate), no gradient."""
+        confident predictions and posteriors ``(2, U, C)`` (the first is
+        ACR's estimate), no gradient."""
         raw = self.fc(weak.index_select(0, unl_idx)).float()
         weak_logits = raw if adjustment is None else raw + adjustment.to(raw)
         probs = weak_logits.softmax(dim=1)
         confidence, pseudo_labels = probs.max(dim=1)
         mask = (confidence >= self.threshold).float()
-        return pseudo_labels, mask, probs, self._balanced_kept(raw)
+        return pseudo_labels, mask, probs, self._balanced_predictions(raw)
 
-    def _balanced_kept(self, logits: torch.Tensor) -> torch.Tensor:
-        """One-hot confident predictions ``(U, C)`` of the classifier under a
-        uniform prior: its logits less ``(1 - labeled_tau) log pi_l``, the
-        labeled prior its loss leaves in them."""
+    def _balanced_predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        """The classifier under a uniform prior (its logits less
+        ``(1 - labeled_tau) log pi_l``, the labeled prior its loss leaves in
+        them): its one-hot confident predictions and its posteriors, stacked
+        ``(2, U, C)``."""
         if self.prior_is_set and self.labeled_tau != 1:
             logits = logits - (1 - self.labeled_tau) * self.log_prior.to(
                 logits)
-        confidence, labels = logits.softmax(dim=1).max(dim=1)
-        kept = torch.zeros_like(logits)
-        return kept.scatter_(1, labels[:, None],
-                             (confidence >= self.threshold).to(kept)[:, None])
+        probs = logits.softmax(dim=1)
+        confidence, labels = probs.max(dim=1)
+        kept = torch.zeros_like(logits).scatter_(
+            1, labels[:, None],
+            (confidence >= self.threshold).to(logits)[:, None])
+        return torch.stack([kept, probs])
 
     def _contrast_loss(self, x: torch.Tensor, lab_idx: torch.Tensor,
                        labels: torch.Tensor, unl_idx: torch.Tensor,
@@ -346,16 +349,16 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         to the running estimates of ``pi_u``.
 
         Under DDP the batch's sums are summed over the processes (one
-        ``(6, C)`` all-reduce, no host sync), so every rank holds the counts
+        ``(7, C)`` all-reduce, no host sync), so every rank holds the counts
         and estimates of the whole stream: the logged rates and the
         checkpoint are those of all GPUs, not of rank 0's share. Every rank
         calls this each step.
         """
         counts = self.pseudo_label_counts
-        batch = counts.new_zeros(6, counts.size(1))
+        batch = counts.new_zeros(7, counts.size(1))
         batch[3] = probs.sum(dim=0)
         batch[4].index_add_(0, pseudo_labels, mask.to(counts.dtype))
-        batch[5] = balanced.sum(dim=0)
+        batch[5:7] = balanced.sum(dim=1)
         if unlabeled_samples and all('true_label' in ds
                                      for ds in unlabeled_samples):
             true = torch.as_tensor(
@@ -369,4 +372,4 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         if is_distributed():
             torch_dist.all_reduce(batch, op=torch_dist.ReduceOp.SUM)
         counts.add_(batch[:3])
-        self.unlabeled_prior.update(batch[3], batch[4], batch[5])
+        self.unlabeled_prior.update(batch[3], batch[4], batch[5], batch[6])

@@ -2,7 +2,7 @@
 
 Semi-supervised long-tailed training sees labeled data with a known prior
 ``pi_l`` and unlabeled data with an unknown one ``pi_u`` (consistent with
-``pi_l``, uniform, reversed, ...). :class:`UnlabeledPrior` keeps two running
+``pi_l``, uniform, reversed, ...). :class:`UnlabeledPrior` keeps four running
 estimates of ``pi_u`` and turns them into the logit adjustment of
 pseudo-labels and of the unlabeled loss (``docs/semi_supervised.md``):
 
@@ -18,7 +18,10 @@ pseudo-labels and of the unlabeled loss (``docs/semi_supervised.md``):
   *balanced* classifier (its logits under a uniform prior, whatever the
   current adjustment) predicts with confidence, ACR's estimate: it does not
   depend on the adjustment it sets, but leans to the classes predicted with
-  confidence (docs/semi_supervised.md).
+  confidence (docs/semi_supervised.md);
+* ``balanced_mean``: an EMA of the balanced classifier's mean prediction
+  over all unlabeled samples: like ``balanced_histogram`` it does not depend
+  on the adjustment it sets, and it keeps the unconfident predictions too.
 
 ``adaptive`` mode follows ACR (Wei and Gan, CVPR 2023): once per epoch the
 estimate (``source``; ACR's own is ``balanced_histogram``) is compared with
@@ -36,7 +39,8 @@ import torch.nn as nn
 from mmlt.utils.validation import check_choice, check_number
 
 MODES = ('none', 'estimated', 'adaptive')
-SOURCES = ('mean_prediction', 'histogram', 'balanced_histogram')
+SOURCES = ('mean_prediction', 'histogram', 'balanced_histogram',
+           'balanced_mean')
 
 
 def reversed_by_rank(prior: torch.Tensor) -> torch.Tensor:
@@ -72,8 +76,8 @@ class UnlabeledPrior(nn.Module):
     """Running estimates of ``pi_u`` and the logit adjustment they give.
 
     All state is in buffers (checkpointed, so a resumed run is exact):
-    ``mean_prediction``, ``histogram`` and ``balanced_histogram`` ``(C,)``
-    float64, starting uniform, and ``adaptive_tau`` (a scalar).
+    ``mean_prediction``, ``histogram``, ``balanced_histogram`` and
+    ``balanced_mean`` ``(C,)`` float64, starting uniform, and ``adaptive_tau`` (a scalar).
     :meth:`update` takes sums that are already summed over processes, so
     every rank holds the same estimates.
 
@@ -83,8 +87,8 @@ class UnlabeledPrior(nn.Module):
             running estimate) or ``'adaptive'`` (ACR's tau). Defaults to
             ``'none'``.
         source (str): The estimate ``estimated`` and ``adaptive`` use:
-            ``'mean_prediction'``, ``'histogram'`` or
-            ``'balanced_histogram'`` (ACR's). Defaults to
+            ``'mean_prediction'``, ``'histogram'``,
+            ``'balanced_histogram'`` (ACR's) or ``'balanced_mean'``. Defaults to
             ``'mean_prediction'``.
         momentum (float): EMA momentum per step, in [0, 1). Defaults to 0.99.
         tau_max (float): Upper end of ACR's tau. Defaults to 2.
@@ -112,6 +116,7 @@ class UnlabeledPrior(nn.Module):
         self.register_buffer('mean_prediction', uniform.clone())
         self.register_buffer('histogram', uniform.clone())
         self.register_buffer('balanced_histogram', uniform.clone())
+        self.register_buffer('balanced_mean', uniform.clone())
         self.register_buffer('adaptive_tau',
                              torch.tensor(1.0, dtype=torch.float64))
 
@@ -122,17 +127,21 @@ class UnlabeledPrior(nn.Module):
         return value / value.sum()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints written before balanced_histogram existed: uniform
-        key = prefix + 'balanced_histogram'
-        if key not in state_dict and prefix + 'histogram' in state_dict:
-            uniform = 1 / self.balanced_histogram.numel()
-            state_dict[key] = torch.full_like(self.balanced_histogram, uniform)
+        # checkpoints written before these estimates existed: uniform
+        if prefix + 'histogram' in state_dict:
+            for name in ('balanced_histogram', 'balanced_mean'):
+                buffer = getattr(self, name)
+                state_dict.setdefault(prefix + name,
+                                      torch.full_like(buffer,
+                                                      1 / buffer.numel()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update(self, probability_sum: torch.Tensor,
                kept_histogram: torch.Tensor,
-               balanced_histogram: Optional[torch.Tensor] = None) -> None:
+               balanced_histogram: Optional[torch.Tensor] = None,
+               balanced_probability_sum: Optional[torch.Tensor] = None
+               ) -> None:
         """One EMA step from a batch's sums (over all processes).
 
         Args:
@@ -142,12 +151,16 @@ class UnlabeledPrior(nn.Module):
             balanced_histogram (Tensor, optional): The same for the
                 balanced classifier's confident predictions ``(C,)``; None
                 leaves that estimate unchanged.
+            balanced_probability_sum (Tensor, optional): The balanced
+                classifier's ``sum_u p_bal(. | x_u)`` ``(C,)``; None leaves
+                that estimate unchanged.
         A sum of zero (no unlabeled or no kept sample) leaves that estimate
         unchanged; nothing is read on the host.
         """
         for name, batch in (('mean_prediction', probability_sum),
                             ('histogram', kept_histogram),
-                            ('balanced_histogram', balanced_histogram)):
+                            ('balanced_histogram', balanced_histogram),
+                            ('balanced_mean', balanced_probability_sum)):
             if batch is None:
                 continue
             current = getattr(self, name)

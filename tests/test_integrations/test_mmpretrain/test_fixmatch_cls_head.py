@@ -253,7 +253,8 @@ def test_adaptive_mode_tau_per_epoch():
     stats = head.unlabeled_prior_stats()
     assert stats['pi_u_adaptive_tau'] == pytest.approx(float(expected_tau))
     assert set(stats['distributions']) == {'true', 'mean_prediction',
-                                           'histogram', 'balanced_histogram'}
+                                           'histogram', 'balanced_histogram',
+                                           'balanced_mean'}
     # the true distribution of the stream: TRUE = [0, 2, 1, 0]
     assert stats['distributions']['true'] == [0.5, 0.25, 0.25]
 
@@ -297,14 +298,46 @@ def test_balanced_estimate_is_acrs_and_ignores_the_adjustment():
     assert head.unlabeled_prior.balanced_histogram.tolist() == [0.5, 0.5, 0.0]
 
 
-def test_checkpoints_without_the_balanced_estimate_load():
+def test_balanced_mean_is_the_balanced_posterior_mean():
+    """The balanced classifier's mean prediction over all unlabeled rows
+    (confident or not), the same under any adjustment: for a CE head the
+    posterior of WEAK - log pi_l, averaged by a slow loop."""
+    log_prior = torch.log(torch.tensor(COUNTS, dtype=torch.float64) / 260)
+    rows = [(WEAK[i].double() - log_prior).softmax(0) for i in (2, 3, 4, 5)]
+    expected = sum(rows) / len(rows)
+    for tau in (0.0, 2.0):
+        head = build(proco=False, unlabeled_prior=dict(
+            mode='adaptive', source='balanced_mean', momentum=0.0))
+        head.unlabeled_prior.adaptive_tau.fill_(tau)
+        head.loss(feats(), samples())
+        torch.testing.assert_close(head.unlabeled_prior.balanced_mean,
+                                   expected, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(head.unlabeled_prior.estimate(),
+                                   expected, rtol=1e-6, atol=1e-7)
+    head.end_of_epoch()  # ACR's tau from it
+    anchors = torch.stack([log_prior.exp(), torch.full((C, ), 1 / C).double(),
+                           log_prior.exp().flip(0)])
+    estimate = head.unlabeled_prior.estimate()
+    distances = ((estimate - anchors) * (estimate.log() - anchors.log())).sum(1)
+    torch.testing.assert_close(head.unlabeled_prior.adaptive_tau,
+                               2 * distances.softmax(0)[0])
+    stats = head.unlabeled_prior_stats()
+    assert stats['distributions']['balanced_mean'] == pytest.approx(
+        estimate.tolist())
+
+
+@pytest.mark.parametrize('missing', [['balanced_histogram', 'balanced_mean'],
+                                     ['balanced_mean']])
+def test_checkpoints_without_the_balanced_estimates_load(missing):
     head = build(proco=False, unlabeled_prior=dict(mode='adaptive'))
     state = head.state_dict()
-    del state['unlabeled_prior.balanced_histogram']
-    head.unlabeled_prior.balanced_histogram.fill_(0.5)
+    for name in missing:
+        del state['unlabeled_prior.' + name]
+        getattr(head.unlabeled_prior, name).fill_(0.5)
     head.load_state_dict(state)  # strict: filled in, uniform
-    assert head.unlabeled_prior.balanced_histogram.tolist() == pytest.approx(
-        [1 / 3] * 3)
+    for name in missing:
+        assert getattr(head.unlabeled_prior, name).tolist() == pytest.approx(
+            [1 / 3] * 3)
 
 
 def test_unknown_labeled_loss_is_refused_for_distribution_modes():
