@@ -259,6 +259,15 @@ def test_adaptive_mode_tau_per_epoch():
     assert stats['distributions']['true'] == [0.5, 0.25, 0.25]
 
 
+def _adaptive_head_after_a_batch(source, tau):
+    """An ACR-style head (no EMA memory) at ``tau`` after one batch."""
+    head = build(proco=False, unlabeled_prior=dict(
+        mode='adaptive', source=source, momentum=0.0))
+    head.unlabeled_prior.adaptive_tau.fill_(tau)
+    head.loss(feats(), samples())
+    return head
+
+
 def test_balanced_estimate_is_acrs_and_ignores_the_adjustment():
     """ACR's estimate: the histogram of the confident predictions of the
     classifier under a uniform prior. A CE head's logits carry log pi_l, so
@@ -272,10 +281,7 @@ def test_balanced_estimate_is_acrs_and_ignores_the_adjustment():
     assert (expected / expected.sum()).tolist() == [0.0, 0.5, 0.5]
     histograms = []
     for tau in (0.0, 2.0):
-        head = build(proco=False, unlabeled_prior=dict(
-            mode='adaptive', source='balanced_histogram', momentum=0.0))
-        head.unlabeled_prior.adaptive_tau.fill_(tau)
-        head.loss(feats(), samples())
+        head = _adaptive_head_after_a_batch('balanced_histogram', tau)
         torch.testing.assert_close(head.unlabeled_prior.balanced_histogram,
                                    expected / expected.sum())
         histograms.append(head.unlabeled_prior.histogram.clone())
@@ -306,10 +312,7 @@ def test_balanced_mean_is_the_balanced_posterior_mean():
     rows = [(WEAK[i].double() - log_prior).softmax(0) for i in (2, 3, 4, 5)]
     expected = sum(rows) / len(rows)
     for tau in (0.0, 2.0):
-        head = build(proco=False, unlabeled_prior=dict(
-            mode='adaptive', source='balanced_mean', momentum=0.0))
-        head.unlabeled_prior.adaptive_tau.fill_(tau)
-        head.loss(feats(), samples())
+        head = _adaptive_head_after_a_batch('balanced_mean', tau)
         torch.testing.assert_close(head.unlabeled_prior.balanced_mean,
                                    expected, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(head.unlabeled_prior.estimate(),
