@@ -49,6 +49,20 @@ def test_two_seeds_summary_and_resume(tmp_path, monkeypatch):
     study(args)
     assert os.path.getmtime(work / 'tiny' / 'seed0' / 'result.json') == stamp
 
+    # a run stopped during its final validation (checkpoint saved, nothing
+    # logged): resuming trains nothing, so its last checkpoint is validated
+    # again, with the run's own config, to the same numbers
+    run0 = work / 'tiny' / 'seed0'
+    os.remove(run0 / 'result.json')
+    for scalars in run0.glob('*/vis_data/scalars.json'):
+        kept = [line for line in scalars.read_text().splitlines()
+                if 'lt/top1' not in line]
+        scalars.write_text(''.join(line + '\n' for line in kept))
+    study(args[:3] + args[4:])
+    with open(run0 / 'result.json') as f:
+        assert json.load(f)['lt/top1'] == top1[0]
+    assert osp.isfile(run0 / 'revalidate_metrics.json')
+
     # a run claimed by a live process (here: this one) is left to it
     claimed = work / 'tiny' / 'seed2'
     claimed.mkdir()
@@ -129,6 +143,24 @@ def test_a_failed_run_leaves_the_others_in_the_summary(tmp_path,
 
 
 # ------------------------------------------------------ the protocol's numbers
+def test_which_configs_validate_at_the_end():
+    from mmengine.config import Config
+
+    from tools.analysis_tools.seed_study import validates_at_the_end
+    loaders = dict(val_dataloader=dict(), val_evaluator=dict())
+
+    def cfg(**train_cfg):
+        return Config(dict(train_cfg=train_cfg, **loaders))
+
+    assert validates_at_the_end(cfg(max_epochs=20, val_interval=5))
+    assert validates_at_the_end(cfg(max_iters=1000, val_interval=500))
+    assert validates_at_the_end(cfg(max_epochs=3))
+    assert not validates_at_the_end(cfg(max_epochs=20, val_interval=3))
+    assert not validates_at_the_end(cfg(max_epochs=2, val_begin=5))
+    assert not validates_at_the_end(Config(dict(train_cfg=dict(
+        max_epochs=2), val_dataloader=None, val_evaluator=None)))
+
+
 def test_mean_and_sample_std_by_hand():
     from tools.analysis_tools.seed_study import mean_std
     # mean 3; squared deviations 4 + 1 + 0 + 9 = 14 over n - 1 = 3

@@ -13,7 +13,9 @@ work dir and the table is printed.
 Which number a run reports (docs/protocol.md):
 
 * default: the metrics of its last validation (MMEngine's
-  ``vis_data/scalars.json``), for configs that validate once, at the end;
+  ``vis_data/scalars.json``), for configs that validate once, at the end
+  (a run stopped during that validation is validated again from its last
+  checkpoint);
 * ``--evaluate test``: ``tools/test.py`` on a checkpoint of the run, chosen
   by ``--select last`` (the last one, default) or ``--select best`` (the
   best on the *validation* split by ``--select-metric``; refused for a
@@ -371,14 +373,57 @@ def _evaluate(config, seed, args, run_dir):
         metrics = last_k_metrics(run_dir, args.metrics, args.last_k)
     else:
         metrics = last_metrics(run_dir, args.metrics)
+    if metrics is None and args.last_k is None:
+        metrics = revalidate_last_checkpoint(config, args, run_dir)
     if metrics is None:
         raise RuntimeError(
             f'{run_dir}: no validation logged {args.metrics[0]!r}; does the '
-            'config validate at the end of training (train_cfg.val_interval)? '
-            'A run stopped during its final validation has nothing left to '
-            'train: evaluate its last checkpoint with tools/test.py, or '
-            'delete the folder to train it again')
+            'config validate at the end of training (train_cfg.val_interval)?')
     return metrics
+
+
+def validates_at_the_end(cfg):
+    """Whether the training loop of ``cfg`` validates after its last
+    epoch (or iteration)."""
+    train_cfg = cfg.get('train_cfg') or {}
+    if cfg.get('val_dataloader') is None or cfg.get('val_evaluator') is None:
+        return False
+    interval = train_cfg.get('val_interval', 1)
+    last = train_cfg.get('max_epochs', train_cfg.get('max_iters'))
+    return bool(last) and last % interval == 0 and \
+        train_cfg.get('val_begin', 1) <= last
+
+
+def revalidate_last_checkpoint(config, args, run_dir):
+    """The final validation of a run that was stopped during it: the
+    checkpoint is saved before the validation, so a resumed run has nothing
+    left to train and would never validate. Runs ``tools/test.py`` on the
+    last checkpoint with the validation loader and evaluator of the run's
+    own config (as trained, ``--cfg-options`` included); ``None`` if the
+    config does not validate at the end."""
+    from mmengine.config import Config
+    trained = osp.join(run_dir, osp.basename(config))
+    if not (osp.isfile(trained)
+            and osp.isfile(osp.join(run_dir, 'last_checkpoint'))):
+        return None
+    cfg = Config.fromfile(trained)
+    if not validates_at_the_end(cfg):
+        return None
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.test_evaluator = cfg.val_evaluator
+    cfg.test_cfg = cfg.get('val_cfg') or dict()
+    revalidate = osp.join(run_dir, 'revalidate.py')
+    cfg.dump(revalidate)
+    checkpoint = chosen_checkpoint(run_dir, 'last')
+    out = osp.join(run_dir, 'revalidate_metrics.json')
+    print(f'{run_dir}: its final validation is missing (stopped during it); '
+          f'validating {osp.basename(checkpoint)}', flush=True)
+    _call([sys.executable, osp.join(REPO, 'tools', 'test.py'), revalidate,
+           checkpoint, '--work-dir', osp.join(run_dir, 'revalidate'),
+           '--out', out, '--out-item', 'metrics'], args, run_dir,
+          'revalidate.out', f'validating {checkpoint}')
+    with open(out) as f:
+        return _pick(json.load(f), args.metrics, out)
 
 
 def summarise(rows, configs, names, keys):
