@@ -72,7 +72,8 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
             classifier's own prediction).
         unlabeled_prior (dict, optional): Arguments of
             :class:`~mmlt.models.utils.unlabeled_prior.UnlabeledPrior`
-            (``mode``, ``source``, ``momentum``, ``tau_max``). Defaults to
+            (``mode``, ``source``, ``momentum``, ``tau_max``,
+            ``warmup_epochs``). Defaults to
             None: ``mode='none'``, the estimates are only logged.
         adjust_unlabeled_loss (bool): With ``mode`` ``'estimated'`` or
             ``'adaptive'``, add ``a`` to the strong views' logits in the
@@ -81,6 +82,10 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         contrast_pseudo_labels (bool): Give the confident pseudo-labeled
             samples to the contrastive loss and its estimator; False keeps
             ProCo on labeled samples only. Defaults to True.
+        contrast_warmup_epochs (int): With ``contrast_pseudo_labels``, the
+            pseudo-labels join ProCo only after this many epochs (early
+            pseudo-labels are often wrong, and ProCo's estimator keeps
+            them). Defaults to 0.
         many_threshold (int), few_threshold (int): Class groups of the logged
             pseudo-label statistics, as in :class:`mmlt.LongTailAccuracy`.
         **kwargs: Arguments of :class:`ContrastiveClsHead` (``loss`` is the
@@ -101,6 +106,7 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                  unlabeled_prior: Optional[dict] = None,
                  adjust_unlabeled_loss: bool = True,
                  contrast_pseudo_labels: bool = True,
+                 contrast_warmup_epochs: int = 0,
                  many_threshold: int = 100,
                  few_threshold: int = 20,
                  **kwargs) -> None:
@@ -128,6 +134,11 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         self.adjust_unlabeled_loss = bool(adjust_unlabeled_loss)
         self.labeled_tau = self._labeled_tau()
         self.contrast_pseudo_labels = bool(contrast_pseudo_labels)
+        if isinstance(contrast_warmup_epochs, bool) or not isinstance(
+                contrast_warmup_epochs, int) or contrast_warmup_epochs < 0:
+            raise ValueError('contrast_warmup_epochs must be a whole number '
+                             f'of epochs >= 0, got {contrast_warmup_epochs!r}')
+        self.contrast_warmup_epochs = contrast_warmup_epochs
         self.many_threshold = many_threshold
         self.few_threshold = few_threshold
         # Per true class: unlabeled samples seen, pseudo-labels kept, kept
@@ -173,10 +184,10 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         return None
 
     def end_of_epoch(self) -> None:
-        """ACR's tau for the next epoch (``mode='adaptive'``); called by
-        :class:`mmlt.SemiSupervisedHook` on every rank."""
-        if self.unlabeled_prior.mode == 'adaptive':
-            self.unlabeled_prior.update_adaptive_tau(self.log_prior.exp())
+        """Counts the epoch and sets ACR's tau for the next one
+        (``mode='adaptive'``); called by :class:`mmlt.SemiSupervisedHook` on
+        every rank."""
+        self.unlabeled_prior.end_of_epoch(self.log_prior.exp())
 
     @torch.no_grad()
     def unlabeled_prior_stats(self) -> dict:
@@ -324,15 +335,20 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
                        pseudo_labels: torch.Tensor,
                        mask: torch.Tensor) -> torch.Tensor:
         """ProCo over both views of all samples: labeled ones with weight 1,
-        unlabeled ones with their pseudo-label and mask (or weight 0 without
-        ``contrast_pseudo_labels``)."""
+        unlabeled ones with their pseudo-label and mask (weight 0 without
+        ``contrast_pseudo_labels`` or during ``contrast_warmup_epochs``)."""
         num = x.size(0) // 2
         device = x.device
         all_labels = torch.zeros(num, dtype=torch.long, device=device)
         all_labels[lab_idx] = labels.long()
         all_labels[unl_idx] = pseudo_labels
         weight = torch.ones(num, device=device)
-        weight[unl_idx] = mask if self.contrast_pseudo_labels else 0.0
+        if self.contrast_pseudo_labels:
+            after_warmup = self.unlabeled_prior.epochs_done >= \
+                self.contrast_warmup_epochs
+            weight[unl_idx] = mask * after_warmup.to(mask)
+        else:
+            weight[unl_idx] = 0.0
         return self.contrast_branch(
             x,
             all_labels,

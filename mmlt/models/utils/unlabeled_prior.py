@@ -30,6 +30,9 @@ symmetric KL divergence, and
 ``tau = tau_max * softmax(KL)[consistent]`` in ``[0, tau_max]`` sets an
 adjustment ``-tau log pi_l`` of the classifier's cross-entropy-equivalent
 logits (0 when ``pi_u`` looks like ``pi_l``, about 2 when reversed).
+ACR first trains for a warm-up with ``tau`` held at its start
+(``warmup_epochs``; ACR's code counts it as a share of the iterations),
+while the estimate already runs.
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -77,7 +80,8 @@ class UnlabeledPrior(nn.Module):
 
     All state is in buffers (checkpointed, so a resumed run is exact):
     ``mean_prediction``, ``histogram``, ``balanced_histogram`` and
-    ``balanced_mean`` ``(C,)`` float64, starting uniform, and ``adaptive_tau`` (a scalar).
+    ``balanced_mean`` ``(C,)`` float64, starting uniform, ``adaptive_tau``
+    (a scalar, starting at 1) and ``epochs_done`` (int64, the epochs ended).
     :meth:`update` takes sums that are already summed over processes, so
     every rank holds the same estimates.
 
@@ -92,6 +96,9 @@ class UnlabeledPrior(nn.Module):
             ``'mean_prediction'``.
         momentum (float): EMA momentum per step, in [0, 1). Defaults to 0.99.
         tau_max (float): Upper end of ACR's tau. Defaults to 2.
+        warmup_epochs (int): ``'adaptive'`` only: epochs that end before
+            ``tau`` first moves from its start (1). Defaults to 0 (updated
+            after every epoch).
         floor (float): Smallest estimated probability (so ``log`` stays
             finite for a class never predicted). Defaults to 1e-6.
     """
@@ -102,6 +109,7 @@ class UnlabeledPrior(nn.Module):
                  source: str = 'mean_prediction',
                  momentum: float = 0.99,
                  tau_max: float = 2.0,
+                 warmup_epochs: int = 0,
                  floor: float = 1e-6) -> None:
         super().__init__()
         self.mode = check_choice('mode', mode, MODES)
@@ -111,6 +119,15 @@ class UnlabeledPrior(nn.Module):
             raise ValueError(f'momentum must be below 1, got {momentum}')
         self.tau_max = check_number('tau_max', tau_max, minimum=0)
         self.floor = check_number('floor', floor, strictly_above=0)
+        if isinstance(warmup_epochs, bool) or not isinstance(
+                warmup_epochs, int) or warmup_epochs < 0:
+            raise ValueError('warmup_epochs must be a whole number of epochs '
+                             f'>= 0, got {warmup_epochs!r}')
+        if warmup_epochs and self.mode != 'adaptive':
+            raise ValueError(
+                f'warmup_epochs={warmup_epochs} holds ACR\'s tau, so it needs '
+                f"mode='adaptive' (got mode={self.mode!r}); remove it")
+        self.warmup_epochs = warmup_epochs
         uniform = torch.full((num_classes, ), 1.0 / num_classes,
                              dtype=torch.float64)
         self.register_buffer('mean_prediction', uniform.clone())
@@ -119,6 +136,7 @@ class UnlabeledPrior(nn.Module):
         self.register_buffer('balanced_mean', uniform.clone())
         self.register_buffer('adaptive_tau',
                              torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer('epochs_done', torch.tensor(0))
 
     def estimate(self, source: Optional[str] = None) -> torch.Tensor:
         """The estimate of ``pi_u`` ``(C,)`` float64, floored and
@@ -127,8 +145,11 @@ class UnlabeledPrior(nn.Module):
         return value / value.sum()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints written before these estimates existed: uniform
+        # checkpoints written before these estimates existed: uniform; and
+        # before the epoch count: 0 (a warm-up would start again)
         if prefix + 'histogram' in state_dict:
+            state_dict.setdefault(prefix + 'epochs_done',
+                                  torch.zeros_like(self.epochs_done))
             for name in ('balanced_histogram', 'balanced_mean'):
                 buffer = getattr(self, name)
                 state_dict.setdefault(prefix + name,
@@ -171,11 +192,18 @@ class UnlabeledPrior(nn.Module):
             current.mul_(self.momentum).add_(share, alpha=1 - self.momentum)
 
     @torch.no_grad()
-    def update_adaptive_tau(self, labeled_prior: torch.Tensor) -> None:
-        """ACR's tau from the estimate and the three anchors (per epoch)."""
+    def end_of_epoch(self, labeled_prior: torch.Tensor) -> None:
+        """Count the epoch; in ``'adaptive'`` mode, once the warm-up is
+        over, ACR's tau for the next epoch from the estimate and the three
+        anchors. Nothing is read on the host."""
+        self.epochs_done.add_(1)
+        if self.mode != 'adaptive':
+            return
+        tau = acr_tau(self.estimate(), labeled_prior.to(self.adaptive_tau),
+                      self.tau_max)
         self.adaptive_tau.copy_(
-            acr_tau(self.estimate(), labeled_prior.to(self.adaptive_tau),
-                    self.tau_max))
+            torch.where(self.epochs_done >= self.warmup_epochs, tau,
+                        self.adaptive_tau))
 
     def adjustment(self, log_labeled_prior: torch.Tensor,
                    labeled_tau: float) -> Optional[torch.Tensor]:

@@ -233,6 +233,44 @@ def test_estimated_mode_by_hand():
     torch.testing.assert_close(head._unlabeled_adjustment(), pi_hat.log())
 
 
+def test_pseudo_labels_join_proco_after_its_warmup():
+    # epoch 1 of a 1-epoch warm-up: the estimator sees labeled samples only,
+    # and the loss is the one without pseudo-labels
+    head = build(threshold=0.9, contrast_warmup_epochs=1)
+    without = build(threshold=0.9, contrast_pseudo_labels=False)
+    without.load_state_dict(head.state_dict())  # the same projector
+    for h in (head, without):
+        h.train()
+    losses, expected = head.loss(feats(), samples()), without.loss(
+        feats(), samples())
+    torch.testing.assert_close(losses['loss_contrast'],
+                               expected['loss_contrast'])
+    estimator = head.contrast_branch.loss.estimator
+    assert estimator.current_counts.tolist() == [2., 2., 0.]
+    # after the epoch ends: the kept pseudo-labels u0 (0) and u2 (1) join
+    head.end_of_epoch()
+    assert int(head.unlabeled_prior.epochs_done) == 1
+    head.loss(feats(), samples())
+    assert estimator.current_counts.tolist() == [2. + 4., 2. + 4., 0.]
+    with pytest.raises(ValueError, match='contrast_warmup_epochs must be'):
+        build(contrast_warmup_epochs=-1)
+
+
+def test_adaptive_tau_held_during_its_warmup():
+    from mmlt.models.utils.unlabeled_prior import acr_tau
+    head = build(proco=False, unlabeled_prior=dict(
+        mode='adaptive', momentum=0.0, warmup_epochs=2))
+    taus = []
+    for _ in range(2):
+        head.loss(feats(), samples())
+        head.end_of_epoch()
+        taus.append(float(head.unlabeled_prior.adaptive_tau))
+    # held at its start after epoch 1; set from the estimate after epoch 2
+    expected = float(acr_tau(head.unlabeled_prior.estimate(), LOG_PRIOR.exp()))
+    assert taus == [1.0, pytest.approx(expected)]
+    assert abs(expected - 1.0) > 0.05
+
+
 def test_adaptive_mode_tau_per_epoch():
     head = build(proco=False, unlabeled_prior=dict(mode='adaptive',
                                                    momentum=0.0))

@@ -107,12 +107,44 @@ def test_adaptive_tau_against_the_formula(profile):
                     reversed=labeled[::-1])[profile]
     prior = UnlabeledPrior(10, mode='adaptive', momentum=0.0, floor=1e-12)
     prior.update(torch.tensor(estimate, dtype=torch.float64), torch.zeros(10))
-    prior.update_adaptive_tau(torch.tensor(labeled, dtype=torch.float64))
+    prior.end_of_epoch(torch.tensor(labeled, dtype=torch.float64))
     expected = _acr_tau(estimate, labeled)
     assert float(prior.adaptive_tau) == pytest.approx(expected, rel=1e-9)
     # 0 for a consistent split, about 1 uniform, about 2 reversed
     target = dict(consistent=0.0, uniform=1.0, reversed=2.0)[profile]
     assert abs(expected - target) < 0.25
+
+
+def test_adaptive_tau_warmup_and_its_checkpoint():
+    labeled = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    prior = UnlabeledPrior(3, mode='adaptive', momentum=0.0, warmup_epochs=3)
+    prior.update(labeled.flip(0), torch.zeros(3))  # looks reversed
+    taus = []
+    for _ in range(4):
+        prior.end_of_epoch(labeled)
+        taus.append(float(prior.adaptive_tau))
+    expected = _acr_tau(labeled.flip(0).tolist(), labeled.tolist())
+    # held at its start through epochs 1-2, set when epoch 3 (the last of
+    # the warm-up) ends
+    assert taus[:2] == [1.0, 1.0]
+    assert taus[2:] == [pytest.approx(expected)] * 2
+    # a checkpoint from before the epoch count loads with 0 epochs done
+    state = prior.state_dict()
+    del state['epochs_done']
+    fresh = UnlabeledPrior(3, mode='adaptive', warmup_epochs=3)
+    fresh.load_state_dict(state)
+    assert int(fresh.epochs_done) == 0
+    assert float(fresh.adaptive_tau) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(mode='adaptive', warmup_epochs=-1), 'whole number of epochs'),
+    (dict(mode='adaptive', warmup_epochs=1.5), 'whole number of epochs'),
+    (dict(mode='estimated', warmup_epochs=2), "needs mode='adaptive'"),
+])
+def test_bad_warmup_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UnlabeledPrior(3, **kwargs)
 
 
 def test_distances_by_hand():
@@ -130,7 +162,7 @@ def test_no_host_read_and_meta_device():
     recorder = OpRecorder()
     with recorder:
         prior.update(torch.rand(5), torch.rand(5))
-        prior.update_adaptive_tau(torch.full((5, ), 0.2, dtype=torch.float64))
+        prior.end_of_epoch(torch.full((5, ), 0.2, dtype=torch.float64))
         prior.adjustment(torch.zeros(5, dtype=torch.float64), 1.0)
     assert not recorder.host_syncs, recorder.sync_frames
     meta = UnlabeledPrior(5, mode='estimated').to('meta')
