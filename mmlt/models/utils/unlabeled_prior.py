@@ -96,9 +96,10 @@ class UnlabeledPrior(nn.Module):
             ``'mean_prediction'``.
         momentum (float): EMA momentum per step, in [0, 1). Defaults to 0.99.
         tau_max (float): Upper end of ACR's tau. Defaults to 2.
-        warmup_epochs (int): ``'adaptive'`` only: epochs that end before
-            ``tau`` first moves from its start (1). Defaults to 0 (updated
-            after every epoch).
+        warmup_epochs (int): ``'adaptive'`` only: epochs whose estimate
+            does not set ``tau``; it stays at its start (1) until epoch
+            ``warmup_epochs + 1`` ends. Defaults to 0 (set after every
+            epoch, from the first on).
         floor (float): Smallest estimated probability (so ``log`` stays
             finite for a class never predicted). Defaults to 1e-6.
     """
@@ -202,7 +203,7 @@ class UnlabeledPrior(nn.Module):
         tau = acr_tau(self.estimate(), labeled_prior.to(self.adaptive_tau),
                       self.tau_max)
         self.adaptive_tau.copy_(
-            torch.where(self.epochs_done >= self.warmup_epochs, tau,
+            torch.where(self.epochs_done > self.warmup_epochs, tau,
                         self.adaptive_tau))
 
     def adjustment(self, log_labeled_prior: torch.Tensor,

@@ -259,13 +259,14 @@ def test_pseudo_labels_join_proco_after_its_warmup():
 def test_adaptive_tau_held_during_its_warmup():
     from mmlt.models.utils.unlabeled_prior import acr_tau
     head = build(proco=False, unlabeled_prior=dict(
-        mode='adaptive', momentum=0.0, warmup_epochs=2))
+        mode='adaptive', momentum=0.0, warmup_epochs=1))
     taus = []
     for _ in range(2):
         head.loss(feats(), samples())
         head.end_of_epoch()
         taus.append(float(head.unlabeled_prior.adaptive_tau))
-    # held at its start after epoch 1; set from the estimate after epoch 2
+    # held at its start after epoch 1 (the warm-up); set from the estimate
+    # after epoch 2 (without a warm-up: after epoch 1)
     expected = float(acr_tau(head.unlabeled_prior.estimate(), LOG_PRIOR.exp()))
     assert taus == [1.0, pytest.approx(expected)]
     assert abs(expected - 1.0) > 0.05

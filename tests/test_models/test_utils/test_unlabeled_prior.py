@@ -120,14 +120,14 @@ def test_adaptive_tau_warmup_and_its_checkpoint():
     prior = UnlabeledPrior(3, mode='adaptive', momentum=0.0, warmup_epochs=3)
     prior.update(labeled.flip(0), torch.zeros(3))  # looks reversed
     taus = []
-    for _ in range(4):
+    for _ in range(5):
         prior.end_of_epoch(labeled)
         taus.append(float(prior.adaptive_tau))
     expected = _acr_tau(labeled.flip(0).tolist(), labeled.tolist())
-    # held at its start through epochs 1-2, set when epoch 3 (the last of
-    # the warm-up) ends
-    assert taus[:2] == [1.0, 1.0]
-    assert taus[2:] == [pytest.approx(expected)] * 2
+    # the estimates of epochs 1-3 (the warm-up) leave it at its start; set
+    # when epoch 4, the first after the warm-up, ends
+    assert taus[:3] == [1.0, 1.0, 1.0]
+    assert taus[3:] == [pytest.approx(expected)] * 2
     # a checkpoint from before the epoch count loads with 0 epochs done
     state = prior.state_dict()
     del state['epochs_done']
