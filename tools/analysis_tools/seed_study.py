@@ -362,13 +362,8 @@ def _evaluate(config, seed, args, run_dir):
     if args.evaluate == 'test':
         checkpoint = with_seed([args.checkpoint], seed)[0] \
             if args.checkpoint else chosen_checkpoint(run_dir, args.select)
-        out = osp.join(run_dir, f'test_metrics_{args.select}.json')
-        _call([sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
-               checkpoint, '--work-dir', osp.join(run_dir, 'test'), '--out',
-               out, '--out-item', 'metrics'], args, run_dir, 'test.out',
-              f'testing {checkpoint}')
-        with open(out) as f:
-            return _pick(json.load(f), args.metrics, out)
+        return _test_metrics(config, checkpoint, args, run_dir, 'test',
+                             f'test_metrics_{args.select}.json')
     if args.last_k is not None:
         metrics = last_k_metrics(run_dir, args.metrics, args.last_k)
     else:
@@ -415,13 +410,20 @@ def revalidate_last_checkpoint(config, args, run_dir):
     revalidate = osp.join(run_dir, 'revalidate.py')
     cfg.dump(revalidate)
     checkpoint = chosen_checkpoint(run_dir, 'last')
-    out = osp.join(run_dir, 'revalidate_metrics.json')
     print(f'{run_dir}: its final validation is missing (stopped during it); '
           f'validating {osp.basename(checkpoint)}', flush=True)
-    _call([sys.executable, osp.join(REPO, 'tools', 'test.py'), revalidate,
-           checkpoint, '--work-dir', osp.join(run_dir, 'revalidate'),
-           '--out', out, '--out-item', 'metrics'], args, run_dir,
-          'revalidate.out', f'validating {checkpoint}')
+    return _test_metrics(revalidate, checkpoint, args, run_dir, 'revalidate',
+                         'revalidate_metrics.json')
+
+
+def _test_metrics(config, checkpoint, args, run_dir, name, out_name):
+    """``tools/test.py`` of ``checkpoint`` (work dir and log named
+    ``name`` in ``run_dir``) and the study's metrics from its output."""
+    out = osp.join(run_dir, out_name)
+    _call([sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
+           checkpoint, '--work-dir', osp.join(run_dir, name), '--out', out,
+           '--out-item', 'metrics'], args, run_dir, f'{name}.out',
+          f'{name} of {checkpoint}')
     with open(out) as f:
         return _pick(json.load(f), args.metrics, out)
 

@@ -11,7 +11,7 @@ from mmlt.models.utils.dist_utils import is_distributed
 from mmlt.models.utils.unlabeled_prior import SOURCES, UnlabeledPrior
 from mmlt.registry import MODELS
 from mmlt.utils.class_groups import GROUP_NAMES, split_classes_by_count
-from mmlt.utils.validation import check_number
+from mmlt.utils.validation import check_int, check_number
 from .contrastive_cls_head import ContrastiveClsHead
 
 
@@ -134,11 +134,8 @@ class FixMatchClsHead(ContrastiveClsHead, HasPseudoLabelStats):
         self.adjust_unlabeled_loss = bool(adjust_unlabeled_loss)
         self.labeled_tau = self._labeled_tau()
         self.contrast_pseudo_labels = bool(contrast_pseudo_labels)
-        if isinstance(contrast_warmup_epochs, bool) or not isinstance(
-                contrast_warmup_epochs, int) or contrast_warmup_epochs < 0:
-            raise ValueError('contrast_warmup_epochs must be a whole number '
-                             f'of epochs >= 0, got {contrast_warmup_epochs!r}')
-        self.contrast_warmup_epochs = contrast_warmup_epochs
+        self.contrast_warmup_epochs = check_int(
+            'contrast_warmup_epochs', contrast_warmup_epochs, minimum=0)
         self.many_threshold = many_threshold
         self.few_threshold = few_threshold
         # Per true class: unlabeled samples seen, pseudo-labels kept, kept

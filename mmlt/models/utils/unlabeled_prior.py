@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from mmlt.utils.validation import check_choice, check_number
+from mmlt.utils.validation import check_choice, check_int, check_number
 
 MODES = ('none', 'estimated', 'adaptive')
 SOURCES = ('mean_prediction', 'histogram', 'balanced_histogram',
@@ -120,10 +120,7 @@ class UnlabeledPrior(nn.Module):
             raise ValueError(f'momentum must be below 1, got {momentum}')
         self.tau_max = check_number('tau_max', tau_max, minimum=0)
         self.floor = check_number('floor', floor, strictly_above=0)
-        if isinstance(warmup_epochs, bool) or not isinstance(
-                warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError('warmup_epochs must be a whole number of epochs '
-                             f'>= 0, got {warmup_epochs!r}')
+        warmup_epochs = check_int('warmup_epochs', warmup_epochs, minimum=0)
         if warmup_epochs and self.mode != 'adaptive':
             raise ValueError(
                 f'warmup_epochs={warmup_epochs} holds ACR\'s tau, so it needs '

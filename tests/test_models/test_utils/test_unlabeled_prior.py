@@ -138,8 +138,8 @@ def test_adaptive_tau_warmup_and_its_checkpoint():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(mode='adaptive', warmup_epochs=-1), 'whole number of epochs'),
-    (dict(mode='adaptive', warmup_epochs=1.5), 'whole number of epochs'),
+    (dict(mode='adaptive', warmup_epochs=-1), r'warmup_epochs must be an int >= 0'),
+    (dict(mode='adaptive', warmup_epochs=1.5), r'warmup_epochs must be an int >= 0'),
     (dict(mode='estimated', warmup_epochs=2), "needs mode='adaptive'"),
 ])
 def test_bad_warmup_is_refused(kwargs, message):
