@@ -142,6 +142,32 @@ def test_a_failed_run_leaves_the_others_in_the_summary(tmp_path,
                                      'summary.md').read_text()
 
 
+def test_finished_runs_are_summarised_on_a_subset_of_their_metrics(
+        tmp_path):
+    """A run recorded with more metrics than a later study asks for is
+    summarised on those asked for; one recorded without them is refused."""
+    config = tmp_path / 'det.py'
+    config.write_text('')
+    for seed, ap in ((0, 0.5), (1, 0.7)):
+        run_dir = tmp_path / 'study' / 'det' / f'seed{seed}'
+        run_dir.mkdir(parents=True)
+        (run_dir / 'result.json').write_text(json.dumps(
+            {'config': 'det', 'seed': seed, 'lvis/bbox_AP': ap,
+             'lvis/segm_AP': 0.1, 'minutes': 30.0}))
+    argv = [str(config), '--seeds', '0', '1', '--work-dir',
+            str(tmp_path / 'study'), '--metrics']
+    study(argv + ['lvis/bbox_AP'])
+    rows = list(csv.DictReader(open(tmp_path / 'study' / 'results.csv')))
+    assert [list(r) for r in rows] == [['config', 'seed', 'lvis/bbox_AP',
+                                        'minutes']] * 2
+    assert [r['lvis/bbox_AP'] for r in rows] == ['0.5', '0.7']
+    # mean 0.6, sample std 0.1414
+    assert '| det | 2 | 0.600 +- 0.141' in (tmp_path / 'study' /
+                                            'summary.md').read_text()
+    with pytest.raises(SystemExit, match=r"recorded without \['lvis/AP50'\]"):
+        study(argv + ['lvis/bbox_AP', 'lvis/AP50'])
+
+
 # ------------------------------------------------------ the protocol's numbers
 def test_which_configs_validate_at_the_end():
     from mmengine.config import Config

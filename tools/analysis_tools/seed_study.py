@@ -288,7 +288,13 @@ def run_one(config, seed, args):
     result = result_file(run_dir, args)
     if osp.isfile(result):
         with open(result) as f:
-            return json.load(f)
+            row = json.load(f)
+        missing = [key for key in report_keys(args) if key not in row]
+        if missing:
+            raise ValueError(f'{result} was recorded without {missing}: ask '
+                             'for metrics it has, or remove it to evaluate '
+                             'the run again')
+        return row
     os.makedirs(run_dir, exist_ok=True)
     if not _claim(run_dir):
         print(f'{config_name(config)} seed {seed}: trained by another '
@@ -477,7 +483,10 @@ def main(argv=None):
         rows = [row for row in pool.map(run, jobs) if row is not None]
     with open(osp.join(args.work_dir, 'results.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(
-            f, fieldnames=['config', 'seed', *keys, 'minutes'])
+            f, fieldnames=['config', 'seed', *keys, 'minutes'],
+            # a finished run keeps every metric it logged; the CSV has those
+            # asked for
+            extrasaction='ignore')
         writer.writeheader()
         writer.writerows(rows)
     table = summarise(rows, args.configs, names, keys)
