@@ -289,11 +289,9 @@ def run_one(config, seed, args):
     if osp.isfile(result):
         with open(result) as f:
             row = json.load(f)
-        missing = [key for key in report_keys(args) if key not in row]
-        if missing:
-            raise ValueError(f'{result} was recorded without {missing}: ask '
-                             'for metrics it has, or remove it to evaluate '
-                             'the run again')
+        # refused if recorded without a metric asked for now
+        _pick(row, report_keys(args), f'{result} (ask for metrics it has, '
+              'or remove it to evaluate the run again)')
         return row
     os.makedirs(run_dir, exist_ok=True)
     if not _claim(run_dir):
