@@ -36,7 +36,7 @@ def parse(name):
         r'fixmatch-la-debias-proco|fixmatch-la-acr|fixmatch-la-acr-proco)_'
         r'(?:wrn28-2_)?'
         r'(fashionmnistlt|cifar10lt|cifar100lt)-(consistent|uniform|'
-        r'reversed|n1500|n150)\.py', name)
+        r'reversed|n1500|n150|n1000)\.py', name)
     assert match, name
     return match.groups()
 
@@ -52,6 +52,7 @@ def test_there_are_configs_for_every_method_and_protocol():
             assert (method, 'cifar10lt', profile) in parsed
     assert ('la', 'cifar10lt', 'n1500') in parsed
     assert ('la', 'cifar100lt', 'n150') in parsed
+    assert ('la', 'fashionmnistlt', 'n1000') in parsed
     # the distribution-aware methods on every Fashion-MNIST-LT split
     for method in ('fixmatch-la-debias', 'fixmatch-la-debias-proco',
                    'fixmatch-la-acr', 'fixmatch-la-acr-proco'):
@@ -69,7 +70,15 @@ def test_protocol_settings(name):
     if method == 'la':  # labeled data alone
         assert cfg.train_dataloader.dataset.n_max == n_max
         assert cfg.train_dataloader.dataset.imb_factor == imb
+        assert 'unlabeled' not in cfg.train_dataloader.dataset
         assert head.loss.type == 'mmlt.LogitAdjustLoss'
+        if dataset == 'fashionmnistlt':
+            # the semi-supervised runs' schedule, labeled batch and EMA
+            assert cfg.train_dataloader.batch_size == 64
+            assert cfg.train_cfg.max_epochs == 20
+            ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+            assert len(ema) == 1 and ema[0].momentum == 0.01
+            return
         assert cfg.train_cfg.max_iters == 250000
         assert cfg.train_cfg.val_interval == 500
         assert cfg.param_scheduler == [
@@ -219,10 +228,14 @@ def on_fake_data(cfg, dataset, root):
     """Tiny splits of the fake data, 2 labeled + 4 unlabeled per batch, one
     iteration, no validation."""
     small = dict(data_root=root, n_max=3, imb_factor=3)
-    if 'max_iters' in cfg.train_cfg:
+    if cfg.train_dataloader.dataset.type != 'mmlt.SemiSupervisedDataset':
         cfg.train_dataloader.dataset.update(small)
-        cfg.train_dataloader.batch_size = 2
-        cfg.train_cfg.max_iters = 1
+        if 'max_iters' in cfg.train_cfg:
+            cfg.train_dataloader.batch_size = 2
+            cfg.train_cfg.max_iters = 1
+        else:  # one epoch of one batch holding the whole tiny split
+            cfg.train_dataloader.batch_size = 64
+            cfg.train_cfg.max_epochs = 1
     else:
         data = cfg.train_dataloader.dataset
         data.labeled.update(small)
