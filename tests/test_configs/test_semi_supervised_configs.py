@@ -225,8 +225,8 @@ def fake_roots(tmp_path_factory):
 
 
 def on_fake_data(cfg, dataset, root):
-    """Tiny splits of the fake data, 2 labeled + 4 unlabeled per batch, one
-    iteration, no validation."""
+    """Tiny splits of the fake data, one iteration (2 labeled + 4 unlabeled
+    images; the supervised baselines: labeled images only), no validation."""
     small = dict(data_root=root, n_max=3, imb_factor=3)
     if cfg.train_dataloader.dataset.type != 'mmlt.SemiSupervisedDataset':
         cfg.train_dataloader.dataset.update(small)
