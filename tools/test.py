@@ -17,8 +17,8 @@ import mmlt  # noqa: E402,F401  (applies mmlt.compat)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmlt.utils.launch import (apply_common_args, build_runner,  # noqa: E402
-                               close_process_group, host_of,
-                               load_config)
+                               close_process_group, exit_finished_run,
+                               host_of, load_config)
 
 
 def parse_args(argv=None):
@@ -121,3 +121,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    exit_finished_run()

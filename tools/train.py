@@ -18,7 +18,8 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import mmlt  # noqa: E402,F401  (applies mmlt.compat)
 from mmengine.config import DictAction  # noqa: E402
 from mmlt.utils.launch import (apply_common_args, build_runner,  # noqa: E402
-                               close_process_group, load_config)
+                               close_process_group, exit_finished_run,
+                               load_config)
 
 
 def parse_args(argv=None):
@@ -127,3 +128,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    exit_finished_run()

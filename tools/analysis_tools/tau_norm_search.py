@@ -41,8 +41,8 @@ import mmlt  # noqa: E402,F401  (applies mmlt.compat)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmlt.utils.launch import (apply_common_args, build_runner,  # noqa: E402
-                               close_process_group, load_config,
-                               validates_on_test_set)
+                               close_process_group, exit_finished_run,
+                               load_config, validates_on_test_set)
 
 #: tau from 0 to 2 in steps of 0.1.
 DEFAULT_TAUS = [round(0.1 * i, 1) for i in range(21)]
@@ -209,3 +209,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    exit_finished_run()
